@@ -1,0 +1,75 @@
+# slugway: the two commands a user needs are `make run` and `make test`.
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+
+K8S_VERSION ?= v1.37.2
+BIN         := $(CURDIR)/bin
+ASSETS      := $(BIN)/k8s-$(K8S_VERSION)
+CONTROLLER_GEN := go tool controller-gen
+# envtest and the e2e tests find kube-apiserver, etcd, kubectl and helm here.
+export KUBEBUILDER_ASSETS ?= $(ASSETS)
+GO_TEST_FLAGS ?= -count=1 -timeout 30m
+
+.PHONY: all
+all: build
+
+##@ Development
+
+.PHONY: manifests
+manifests: ## Generate CRDs, RBAC and webhook configurations from the markers in api/, controllers/ and webhooks/.
+	$(CONTROLLER_GEN) rbac:roleName=slugway-controller crd webhook paths="./api/...;./controllers/...;./webhooks/..." \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac output:webhook:artifacts:config=config/webhook
+
+.PHONY: generate
+generate: ## Generate DeepCopy methods.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+
+.PHONY: fmt
+fmt: ## go fmt
+	gofmt -l -w $$(git ls-files '*.go')
+
+.PHONY: vet
+vet: ## go vet
+	go vet ./...
+
+.PHONY: verify
+verify: ## Fail if generated files are stale or code is not gofmt'ed. Regenerates nothing in the tree.
+	hack/verify-generated.sh
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+
+.PHONY: controlplane
+controlplane: ## Build kube-apiserver, etcd, kubectl, kube-controller-manager and helm into bin/ (skipped when present).
+	hack/controlplane.sh >/dev/null
+
+.PHONY: test
+test: controlplane verify vet ## Run every test against a real kube-apiserver and etcd.
+	go test $(GO_TEST_FLAGS) ./...
+
+##@ Build
+
+.PHONY: build
+build: ## Build bin/slugway.
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(BIN)/slugway .
+
+.PHONY: run
+run: ## Run the whole product locally: control plane, controller, proxy and the skeleton-svc example.
+	hack/run.sh
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+##@ More
+
+.PHONY: e2e
+e2e: controlplane build ## Run only the end-to-end tests (real binaries as processes).
+	go test $(GO_TEST_FLAGS) ./test/e2e/...
+
+.PHONY: bench-proxy
+bench-proxy: controlplane build ## Compare the proxy with nginx and HAProxy under wrk (installs them from Debian if missing).
+	hack/bench-proxy.sh
+
+IMG ?= slugway:dev
+.PHONY: docker-build
+docker-build: ## Build the container image (needs a Docker engine).
+	docker build -t $(IMG) .

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/slugway/slugway/manager"
+	"github.com/slugway/slugway/registry"
+)
+
+// runController is "slugway controller": flags in, manager.New, run until signalled.
+func runController(args []string) error {
+	fs := flag.NewFlagSet("slugway controller", flag.ContinueOnError)
+	o := manager.Options{}
+	var adminGroups, reservedSlugs, controllerUsers string
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8081", "address of the Prometheus /metrics endpoint (\"0\" disables it)")
+	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8082", "address of /healthz and /readyz")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect a leader, so that only one replica probes and writes status")
+	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the leader-election Lease (default: the pod's namespace; required out of cluster)")
+	fs.StringVar(&o.WebhookHost, "webhook-host", "", "address the admission webhook server listens on (default: all)")
+	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "port of the admission webhook server")
+	fs.StringVar(&o.WebhookCertDir, "webhook-cert-dir", "", "directory holding tls.crt and tls.key for the webhook server")
+	fs.BoolVar(&o.DisableWebhooks, "disable-webhooks", false, "do not serve the admission webhooks (ownership is then not enforced)")
+	fs.StringVar(&adminGroups, "admin-groups", strings.Join(registry.DefaultAdminGroups, ","), "comma-separated groups whose members may change any slug")
+	fs.StringVar(&reservedSlugs, "reserved-slugs", strings.Join(registry.DefaultReservedSlugs, ","), "comma-separated slugs nobody may claim")
+	fs.StringVar(&controllerUsers, "controller-users", "", "comma-separated extra usernames treated as the controller (its own identity is found with a SelfSubjectReview)")
+	fs.DurationVar(&o.HeartbeatRefresh, "heartbeat-refresh", 30*time.Second, "how stale status.lastHeartbeat may get before a successful probe rewrites it (the write budget)")
+	fs.DurationVar(&o.ExpireAfter, "expire-unreachable-after", 0, "delete instances Unreachable for this long (0: never, the default)")
+	fs.IntVar(&o.ProbeConcurrency, "probe-concurrency", 64, "maximum health probes in flight")
+	fs.IntVar(&o.Reconcilers, "max-concurrent-reconciles", 4, "Instance reconciles run in parallel")
+	zopts := zap.Options{}
+	zopts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	o.AdminGroups, o.ReservedSlugs, o.ControllerUsers = splitList(adminGroups), splitList(reservedSlugs), splitList(controllerUsers)
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zopts)))
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("no Kubernetes API to talk to: %w (set KUBECONFIG or run in a cluster)", err)
+	}
+	ctx := ctrl.SetupSignalHandler()
+	mgr, err := manager.New(ctx, cfg, o)
+	if err != nil {
+		return err
+	}
+	ctrl.Log.WithName("setup").Info("starting controller", "version", version, "webhooks", !o.DisableWebhooks, "heartbeatRefresh", o.HeartbeatRefresh)
+	return mgr.Start(ctx)
+}
+
+// splitList splits a comma-separated flag value, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,398 @@
+// Package controllers reconciles slugway's objects: it decides whether each
+// Instance is owned and healthy and writes that into status, and aggregates
+// each slug's instances into its ServiceAccount's status.
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
+	"github.com/slugway/slugway/health"
+	"github.com/slugway/slugway/registry"
+)
+
+// InstanceReconciler writes each Instance's Owned and Ready conditions, its health
+// status and a coarse lastHeartbeat. Probing happens in the Monitor, off the
+// reconcile path; the Monitor asks for a reconcile only when something worth
+// writing happened, so the apiserver sees a write per transition plus one per
+// HeartbeatRefresh, never one per probe.
+type InstanceReconciler struct {
+	client.Client
+	Recorder recorder.EventRecorder
+	Monitor  *health.Monitor[types.NamespacedName]
+	// Events carries the Monitor's notifications into the controller's queue.
+	Events chan event.TypedGenericEvent[*slugwayv1.Instance]
+
+	// HeartbeatRefresh is how stale status.lastHeartbeat may get before a successful probe rewrites it.
+	HeartbeatRefresh time.Duration
+	// ExpireAfter deletes instances that have been Unreachable this long. Zero disables it.
+	ExpireAfter time.Duration
+	// Now is the clock; tests replace it.
+	Now func() time.Time
+}
+
+// +kubebuilder:rbac:groups=slugway.io,resources=instances,verbs=get;list;watch;delete
+// +kubebuilder:rbac:groups=slugway.io,resources=instances/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=slugway.io,resources=serviceaccounts,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=slugway.io,resources=serviceaccounts/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=slugway.io,resources=serviceaccounts/finalizers,verbs=update
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+
+// Reconcile computes an Instance's status from the cluster and the Monitor, and writes it if it changed.
+func (r *InstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var inst slugwayv1.Instance
+	if err := r.Get(ctx, req.NamespacedName, &inst); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Monitor.Forget(req.NamespacedName)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !inst.DeletionTimestamp.IsZero() {
+		r.Monitor.Forget(req.NamespacedName)
+		return ctrl.Result{}, nil
+	}
+	now := r.Now()
+
+	owned, err := r.ownership(ctx, &inst)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	hv, requeue := r.health(&inst, now)
+
+	desired := inst.Status.DeepCopy()
+	desired.ObservedGeneration = inst.Generation
+	apimeta.SetStatusCondition(&desired.Conditions, owned)
+	if hv.health != "" {
+		desired.Status = hv.health
+	}
+	if desired.Status == "" {
+		desired.Status = slugwayv1.HealthUnknown
+	}
+	if hv.heartbeat != nil {
+		desired.LastHeartbeat = hv.heartbeat
+	}
+	if hv.health == "" {
+		// Nothing new from the prober: keep the last word on readiness instead of rewriting it.
+		if old := apimeta.FindStatusCondition(inst.Status.Conditions, slugwayv1.ConditionReady); old != nil {
+			hv.message = old.Message
+		}
+	}
+	apimeta.SetStatusCondition(&desired.Conditions, readyCondition(desired.Status, owned, hv.message, inst.Generation))
+
+	if err := r.writeStatus(ctx, &inst, desired); err != nil {
+		return ctrl.Result{}, err
+	}
+
+	if wait, expired := r.expiry(&inst, now); expired {
+		r.Recorder.Eventf(&inst, nil, corev1.EventTypeWarning, "Expired", "Delete",
+			"deleting instance: Unreachable for longer than %s (--expire-unreachable-after)", r.ExpireAfter)
+		return ctrl.Result{}, client.IgnoreNotFound(r.Delete(ctx, &inst, client.Preconditions{UID: &inst.UID}))
+	} else if wait > 0 && (requeue == 0 || wait < requeue) {
+		requeue = wait
+	}
+	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// ownership decides the Owned condition: the slug must be claimed, and the URL
+// must not be held by an instance of another slug.
+func (r *InstanceReconciler) ownership(ctx context.Context, inst *slugwayv1.Instance) (metav1.Condition, error) {
+	c := metav1.Condition{Type: slugwayv1.ConditionOwned, ObservedGeneration: inst.Generation}
+	var sa slugwayv1.ServiceAccount
+	if err := r.Get(ctx, types.NamespacedName{Name: inst.Spec.Slug}, &sa); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return c, err
+		}
+		c.Status, c.Reason = metav1.ConditionFalse, slugwayv1.ReasonSlugNotFound
+		c.Message = fmt.Sprintf("slug %q is not claimed: create the ServiceAccount %q (kind ServiceAccount, group slugway.io) first; the instance is not routable until then", inst.Spec.Slug, inst.Spec.Slug)
+		return c, nil
+	}
+	if !sa.DeletionTimestamp.IsZero() {
+		c.Status, c.Reason = metav1.ConditionFalse, slugwayv1.ReasonSlugNotFound
+		c.Message = fmt.Sprintf("slug %q is being deleted", inst.Spec.Slug)
+		return c, nil
+	}
+	var same slugwayv1.InstanceList
+	if err := r.List(ctx, &same, client.MatchingFields{registry.IndexURL: registry.NormalizeURL(inst.Spec.URL)}); err != nil {
+		return c, err
+	}
+	if holder := registry.URLHolder(inst, same.Items); holder != nil {
+		c.Status, c.Reason = metav1.ConditionFalse, slugwayv1.ReasonURLConflict
+		c.Message = fmt.Sprintf("URL %s is already served by instance %s/%s of slug %q; one URL belongs to one slug", inst.Spec.URL, holder.Namespace, holder.Name, holder.Spec.Slug)
+		return c, nil
+	}
+	c.Status, c.Reason = metav1.ConditionTrue, slugwayv1.ReasonSlugClaimed
+	c.Message = fmt.Sprintf("slug %q is claimed by %q", sa.Name, sa.Spec.Owner)
+	return c, nil
+}
+
+type healthView struct {
+	health    slugwayv1.Health // empty: nothing new is known
+	heartbeat *metav1.Time     // nil: leave lastHeartbeat as it is
+	message   string
+}
+
+// health reads the instance's health: from its heartbeat in push mode, from the Monitor otherwise.
+// It returns how long until the answer may change by itself.
+func (r *InstanceReconciler) health(inst *slugwayv1.Instance, now time.Time) (healthView, time.Duration) {
+	key := client.ObjectKeyFromObject(inst)
+	hc := inst.Spec.HealthCheck
+	if hc.Type == slugwayv1.HealthCheckHeartbeat {
+		r.Monitor.Forget(key)
+		return heartbeatHealth(inst.Status.LastHeartbeat, hc.TTLOrDefault(), now)
+	}
+	spec, err := probeSpec(inst)
+	if err != nil {
+		return healthView{health: slugwayv1.HealthUnreachable, message: "cannot probe: " + err.Error()}, 0
+	}
+	r.Monitor.Ensure(key, spec)
+	st, _ := r.Monitor.State(key)
+	if st.Health == health.Unknown {
+		// Not probed yet (new instance, changed spec, or a restarted controller):
+		// keep what status says rather than flap it to Unknown.
+		return healthView{message: "waiting for the first probe"}, 0
+	}
+	hv := healthView{health: slugwayv1.Health(st.Health), message: st.Last.Message}
+	if !st.LastSuccess.IsZero() {
+		last := inst.Status.LastHeartbeat
+		// Refresh the stored heartbeat coarsely. The 10% slack keeps a refresh due at
+		// exactly HeartbeatRefresh from being missed by a few milliseconds of jitter.
+		if last == nil || st.LastSuccess.Sub(last.Time) >= r.HeartbeatRefresh*9/10 || hv.health != inst.Status.Status {
+			t := metav1.NewTime(st.LastSuccess.Truncate(time.Second))
+			hv.heartbeat = &t
+		}
+	}
+	return hv, 0
+}
+
+// heartbeatHealth is push mode: Healthy while lastHeartbeat is younger than ttl.
+func heartbeatHealth(last *metav1.Time, ttl time.Duration, now time.Time) (healthView, time.Duration) {
+	if last == nil {
+		return healthView{health: slugwayv1.HealthUnknown, message: "no heartbeat received yet"}, 0
+	}
+	age := now.Sub(last.Time)
+	if age >= ttl {
+		return healthView{health: slugwayv1.HealthUnreachable, message: fmt.Sprintf("no heartbeat within the TTL of %s (last at %s)", ttl, last.UTC().Format(time.RFC3339))}, 0
+	}
+	return healthView{health: slugwayv1.HealthHealthy, message: fmt.Sprintf("heartbeat within the TTL of %s", ttl)}, ttl - age + 100*time.Millisecond
+}
+
+// probeSpec turns an Instance's health check into a Monitor spec.
+func probeSpec(inst *slugwayv1.Instance) (health.Spec, error) {
+	hc := inst.Spec.HealthCheck
+	t := health.Target{Kind: health.KindHTTP, Timeout: hc.TimeoutOrDefault()}
+	var err error
+	if hc.Type == slugwayv1.HealthCheckTCP {
+		t.Kind = health.KindTCP
+		t.Address, err = health.HostPort(inst.Spec.URL)
+	} else {
+		t.URL, err = health.ProbeURL(inst.Spec.URL, hc.Path)
+	}
+	return health.Spec{
+		Target:   t,
+		Interval: hc.IntervalOrDefault(),
+		Thresholds: health.Thresholds{
+			Healthy:       int(hc.HealthyThreshold),
+			Unhealthy:     int(hc.UnhealthyThreshold),
+			DegradedAfter: hc.DegradedAfterOrDefault(),
+		},
+	}, err
+}
+
+// readyCondition: Ready is True when the instance is owned and Healthy or Degraded.
+func readyCondition(h slugwayv1.Health, owned metav1.Condition, msg string, gen int64) metav1.Condition {
+	c := metav1.Condition{Type: slugwayv1.ConditionReady, Status: metav1.ConditionFalse, ObservedGeneration: gen, Message: msg}
+	switch {
+	case owned.Status != metav1.ConditionTrue:
+		c.Reason, c.Message = slugwayv1.ReasonNotOwned, owned.Message
+	case h == slugwayv1.HealthHealthy:
+		c.Status, c.Reason = metav1.ConditionTrue, slugwayv1.ReasonProbeSucceeded
+	case h == slugwayv1.HealthDegraded:
+		c.Status, c.Reason = metav1.ConditionTrue, slugwayv1.ReasonProbeSlow
+		c.Message = "answering, but slower than healthCheck.degradedAfter"
+	case h == slugwayv1.HealthUnreachable:
+		c.Reason = slugwayv1.ReasonProbeFailed
+	default:
+		c.Reason = slugwayv1.ReasonNotProbed
+	}
+	if c.Message == "" {
+		c.Message = string(h)
+	}
+	return c
+}
+
+// writeStatus patches status when it differs, and records an Event per transition.
+func (r *InstanceReconciler) writeStatus(ctx context.Context, inst *slugwayv1.Instance, desired *slugwayv1.InstanceStatus) error {
+	if statusEqual(&inst.Status, desired) {
+		return nil
+	}
+	before := inst.DeepCopy()
+	inst.Status = *desired
+	if err := r.Status().Patch(ctx, inst, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return err
+	}
+	if before.Status.Status != desired.Status && desired.Status != slugwayv1.HealthUnknown {
+		typ := corev1.EventTypeNormal
+		if desired.Status == slugwayv1.HealthUnreachable {
+			typ = corev1.EventTypeWarning
+		}
+		ready := apimeta.FindStatusCondition(desired.Conditions, slugwayv1.ConditionReady)
+		r.Recorder.Eventf(inst, nil, typ, string(desired.Status), "Probe", "%s -> %s: %s", orUnknown(before.Status.Status), desired.Status, ready.Message)
+	}
+	bo := apimeta.FindStatusCondition(before.Status.Conditions, slugwayv1.ConditionOwned)
+	no := apimeta.FindStatusCondition(desired.Conditions, slugwayv1.ConditionOwned)
+	if bo == nil || bo.Status != no.Status || bo.Reason != no.Reason {
+		typ := corev1.EventTypeNormal
+		if no.Status != metav1.ConditionTrue {
+			typ = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(inst, nil, typ, no.Reason, "Reconcile", "%s", no.Message)
+	}
+	return nil
+}
+
+func orUnknown(h slugwayv1.Health) slugwayv1.Health {
+	if h == "" {
+		return slugwayv1.HealthUnknown
+	}
+	return h
+}
+
+// statusEqual compares statuses ignoring condition transition times, which SetStatusCondition keeps stable.
+func statusEqual(a, b *slugwayv1.InstanceStatus) bool {
+	if a.Status != b.Status || a.ObservedGeneration != b.ObservedGeneration {
+		return false
+	}
+	if (a.LastHeartbeat == nil) != (b.LastHeartbeat == nil) || (a.LastHeartbeat != nil && !a.LastHeartbeat.Equal(b.LastHeartbeat)) {
+		return false
+	}
+	return conditionsEqual(a.Conditions, b.Conditions)
+}
+
+// conditionsEqual compares conditions by everything but LastTransitionTime.
+func conditionsEqual(a, b []metav1.Condition) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, ca := range a {
+		cb := apimeta.FindStatusCondition(b, ca.Type)
+		if cb == nil || ca.Status != cb.Status || ca.Reason != cb.Reason || ca.Message != cb.Message || ca.ObservedGeneration != cb.ObservedGeneration {
+			return false
+		}
+	}
+	return true
+}
+
+// expiry says whether an Unreachable instance has outlived ExpireAfter, or how long until it will.
+func (r *InstanceReconciler) expiry(inst *slugwayv1.Instance, now time.Time) (time.Duration, bool) {
+	if r.ExpireAfter <= 0 || inst.Status.Status != slugwayv1.HealthUnreachable {
+		return 0, false
+	}
+	ready := apimeta.FindStatusCondition(inst.Status.Conditions, slugwayv1.ConditionReady)
+	if ready == nil || ready.Status == metav1.ConditionTrue {
+		return 0, false
+	}
+	left := ready.LastTransitionTime.Add(r.ExpireAfter).Sub(now)
+	if left <= 0 {
+		return 0, true
+	}
+	return left, false
+}
+
+// SetupWithManager wires the controller: Instances, their ServiceAccounts, instances that
+// share a URL, and the Monitor's notifications all lead to a reconcile.
+func (r *InstanceReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	if r.Events == nil {
+		r.Events = make(chan event.TypedGenericEvent[*slugwayv1.Instance], 1024)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("instance").
+		For(&slugwayv1.Instance{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, statusChanged()))).
+		Watches(&slugwayv1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(r.instancesOfSlug)).
+		Watches(&slugwayv1.Instance{}, handler.EnqueueRequestsFromMapFunc(r.instancesSharingURL)).
+		WatchesRawSource(source.Channel(r.Events, &handler.TypedEnqueueRequestForObject[*slugwayv1.Instance]{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
+		Complete(r)
+}
+
+// NotifyFunc returns the callback the Monitor uses to ask for a reconcile.
+func (r *InstanceReconciler) NotifyFunc(ctx context.Context) func(types.NamespacedName) {
+	return func(key types.NamespacedName) {
+		obj := &slugwayv1.Instance{}
+		obj.Name, obj.Namespace = key.Name, key.Namespace
+		select {
+		case r.Events <- event.TypedGenericEvent[*slugwayv1.Instance]{Object: obj}:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// statusChanged lets through status updates written by others (an SDK heartbeat),
+// which GenerationChangedPredicate would drop.
+func statusChanged() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, ok1 := e.ObjectOld.(*slugwayv1.Instance)
+		n, ok2 := e.ObjectNew.(*slugwayv1.Instance)
+		if !ok1 || !ok2 {
+			return true
+		}
+		return !o.Status.LastHeartbeat.Equal(n.Status.LastHeartbeat) || o.Status.Status != n.Status.Status
+	}}
+}
+
+func (r *InstanceReconciler) instancesOfSlug(ctx context.Context, o client.Object) []reconcile.Request {
+	var list slugwayv1.InstanceList
+	if err := r.List(ctx, &list, client.MatchingFields{registry.IndexSlug: o.GetName()}); err != nil {
+		log.FromContext(ctx).Error(err, "listing instances of slug", "slug", o.GetName())
+		return nil
+	}
+	return requests(list.Items, "")
+}
+
+// instancesSharingURL re-reconciles the other instances with the same URL when one
+// changes or goes away, so a URLConflict clears when the holder leaves.
+func (r *InstanceReconciler) instancesSharingURL(ctx context.Context, o client.Object) []reconcile.Request {
+	inst, ok := o.(*slugwayv1.Instance)
+	if !ok {
+		return nil
+	}
+	var list slugwayv1.InstanceList
+	if err := r.List(ctx, &list, client.MatchingFields{registry.IndexURL: registry.NormalizeURL(inst.Spec.URL)}); err != nil {
+		log.FromContext(ctx).Error(err, "listing instances by URL")
+		return nil
+	}
+	return requests(list.Items, inst.Namespace+"/"+inst.Name)
+}
+
+func requests(items []slugwayv1.Instance, skip string) []reconcile.Request {
+	out := make([]reconcile.Request, 0, len(items))
+	for _, it := range items {
+		if it.Namespace+"/"+it.Name == skip {
+			continue
+		}
+		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: it.Namespace, Name: it.Name}})
+	}
+	return out
+}

@@ -1,0 +1,266 @@
+package health
+
+import (
+	"container/heap"
+	"context"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Spec is how one instance is probed.
+type Spec struct {
+	Target     Target
+	Interval   time.Duration
+	Thresholds Thresholds
+}
+
+// State is what the Monitor knows of one instance.
+type State struct {
+	Health Health
+	// LastSuccess is the time of the last successful probe (zero if none yet).
+	LastSuccess time.Time
+	// Last is the most recent probe result.
+	Last Result
+	// Probes counts probes run since the spec was last set.
+	Probes int
+}
+
+// Monitor probes many instances, each on its own jittered schedule, with at most
+// Concurrency probes in flight. It calls Notify(key) when an instance's health
+// changes, and when a success is Refresh newer than the last one it notified,
+// so that the controller can write a coarse heartbeat without writing per probe.
+type Monitor[K comparable] struct {
+	Prober      *Prober
+	Concurrency int
+	Refresh     time.Duration
+	Notify      func(K)
+
+	mu    sync.Mutex
+	items map[K]*item[K]
+	queue schedule[K]
+	wake  chan struct{}
+	now   func() time.Time
+}
+
+type item[K comparable] struct {
+	key      K
+	spec     Spec
+	tracker  Tracker
+	state    State
+	notified time.Time // LastSuccess at the last Notify
+	due      time.Time
+	index    int  // position in the heap, -1 when not queued
+	running  bool // a probe is in flight
+	gen      int  // bumped on every spec change, so a stale result is dropped
+}
+
+// NewMonitor returns a Monitor. Call Start to run it.
+func NewMonitor[K comparable](p *Prober, concurrency int, refresh time.Duration, notify func(K)) *Monitor[K] {
+	if concurrency < 1 {
+		concurrency = 1
+	}
+	return &Monitor[K]{
+		Prober: p, Concurrency: concurrency, Refresh: refresh, Notify: notify,
+		items: map[K]*item[K]{}, wake: make(chan struct{}, 1), now: time.Now,
+	}
+}
+
+// Ensure starts probing key with spec, or updates its spec. An unchanged spec is a no-op,
+// so it is safe to call on every reconcile. A changed spec restarts from Unknown.
+func (m *Monitor[K]) Ensure(key K, spec Spec) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	it, ok := m.items[key]
+	if ok && it.spec == spec {
+		return
+	}
+	if !ok {
+		it = &item[K]{key: key, index: -1}
+		m.items[key] = it
+	}
+	it.spec = spec
+	it.gen++
+	it.tracker = Tracker{}
+	it.state = State{Health: Unknown, LastSuccess: it.state.LastSuccess}
+	// First probe soon, spread over a short window so a burst of new instances does not probe in lockstep.
+	first := min(spec.Interval, time.Second)
+	m.schedule(it, m.now().Add(jitter(first)))
+}
+
+// Forget stops probing key.
+func (m *Monitor[K]) Forget(key K) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	it, ok := m.items[key]
+	if !ok {
+		return
+	}
+	if it.index >= 0 {
+		heap.Remove(&m.queue, it.index)
+	}
+	delete(m.items, key)
+}
+
+// State returns what the Monitor knows of key.
+func (m *Monitor[K]) State(key K) (State, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	it, ok := m.items[key]
+	if !ok {
+		return State{}, false
+	}
+	return it.state, true
+}
+
+// Len returns how many instances are being probed.
+func (m *Monitor[K]) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.items)
+}
+
+// Start runs the scheduler and the probe workers until ctx ends. It implements manager.Runnable.
+func (m *Monitor[K]) Start(ctx context.Context) error {
+	jobs := make(chan *item[K])
+	var wg sync.WaitGroup
+	for range m.Concurrency {
+		wg.Go(func() {
+			for it := range jobs {
+				m.run(ctx, it)
+			}
+		})
+	}
+	defer func() {
+		close(jobs)
+		wg.Wait()
+	}()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		m.mu.Lock()
+		var next *item[K]
+		wait := time.Hour
+		if len(m.queue) > 0 {
+			wait = m.queue[0].due.Sub(m.now())
+			if wait <= 0 {
+				next = heap.Pop(&m.queue).(*item[K])
+				next.running = true
+			}
+		}
+		m.mu.Unlock()
+		if next != nil {
+			select {
+			case jobs <- next:
+				continue
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-m.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+func (m *Monitor[K]) run(ctx context.Context, it *item[K]) {
+	m.mu.Lock()
+	spec, gen := it.spec, it.gen
+	m.mu.Unlock()
+
+	r := m.Prober.Probe(ctx, spec.Target)
+	if ctx.Err() != nil {
+		return
+	}
+
+	m.mu.Lock()
+	it.running = false
+	if m.items[it.key] != it {
+		m.mu.Unlock() // forgotten while probing
+		return
+	}
+	if gen != it.gen {
+		// The spec changed while probing: drop the stale result and run the new spec when Ensure asked.
+		m.schedule(it, it.due)
+		m.mu.Unlock()
+		return
+	}
+	now := m.now()
+	changed := it.tracker.Observe(r, spec.Thresholds)
+	it.state.Health = it.tracker.Health()
+	it.state.Last = r
+	it.state.Probes++
+	if r.OK {
+		it.state.LastSuccess = now
+	}
+	notify := changed || it.state.Probes == 1 ||
+		(r.OK && m.Refresh > 0 && now.Sub(it.notified) >= m.Refresh)
+	if notify {
+		it.notified = it.state.LastSuccess
+	}
+	m.schedule(it, now.Add(jitter(spec.Interval)))
+	key := it.key
+	m.mu.Unlock()
+
+	if notify && m.Notify != nil {
+		m.Notify(key)
+	}
+}
+
+// schedule queues it at due. The caller holds m.mu.
+func (m *Monitor[K]) schedule(it *item[K], due time.Time) {
+	it.due = due
+	switch {
+	case it.index >= 0:
+		heap.Fix(&m.queue, it.index)
+	case !it.running:
+		heap.Push(&m.queue, it)
+	default:
+		// A probe is in flight; run() reschedules when it returns.
+		return
+	}
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// jitter returns d spread by ±10%, so that instances created together do not probe together.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	spread := int64(d) / 5
+	if spread <= 0 {
+		return d
+	}
+	return time.Duration(int64(d) - spread/2 + rand.Int64N(spread))
+}
+
+// schedule is a min-heap of items by due time.
+type schedule[K comparable] []*item[K]
+
+func (s schedule[K]) Len() int           { return len(s) }
+func (s schedule[K]) Less(i, j int) bool { return s[i].due.Before(s[j].due) }
+func (s schedule[K]) Swap(i, j int) {
+	s[i], s[j] = s[j], s[i]
+	s[i].index = i
+	s[j].index = j
+}
+func (s *schedule[K]) Push(x any) {
+	it := x.(*item[K])
+	it.index = len(*s)
+	*s = append(*s, it)
+}
+func (s *schedule[K]) Pop() any {
+	old := *s
+	it := old[len(old)-1]
+	old[len(old)-1] = nil
+	it.index = -1
+	*s = old[:len(old)-1]
+	return it
+}

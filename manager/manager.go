@@ -1,0 +1,151 @@
+// Package manager assembles the slugway controller: the controller-runtime manager,
+// both reconcilers, the health Monitor and the admission webhooks. The binary and
+// the tests build it the same way, so tests run exactly what ships.
+package manager
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	authnv1 "k8s.io/api/authentication/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
+	"github.com/slugway/slugway/controllers"
+	"github.com/slugway/slugway/health"
+	"github.com/slugway/slugway/registry"
+	"github.com/slugway/slugway/webhooks"
+)
+
+// Options configure the controller. The zero value of each field means its documented default.
+type Options struct {
+	MetricsAddr, ProbeAddr  string
+	LeaderElect             bool
+	LeaderElectionNamespace string
+	// LeaseDuration etc. of leader election; zero keeps controller-runtime's defaults (15s/10s/2s).
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+
+	WebhookHost     string
+	WebhookPort     int
+	WebhookCertDir  string
+	DisableWebhooks bool
+
+	AdminGroups     []string
+	ReservedSlugs   []string
+	ControllerUsers []string
+	// CheckURL vets instance URLs at admission (the SSRF guard); nil allows all.
+	CheckURL func(ctx context.Context, rawURL string) error
+	// Dial is used by health probes; nil means a plain dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	HeartbeatRefresh time.Duration
+	ExpireAfter      time.Duration
+	ProbeConcurrency int
+	Reconcilers      int
+}
+
+// Scheme returns a scheme with the core Kubernetes types and slugway's.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := slugwayv1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// New builds the manager with both controllers, the health Monitor and the webhooks.
+func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error) {
+	if o.LeaderElect && o.LeaderElectionNamespace == "" {
+		if _, err := rest.InClusterConfig(); err != nil {
+			return nil, fmt.Errorf("leader election needs a namespace out of cluster: pass --leader-election-namespace, or --leader-elect=false")
+		}
+	}
+	if o.HeartbeatRefresh <= 0 {
+		o.HeartbeatRefresh = 30 * time.Second
+	}
+	scheme := Scheme()
+	mopts := ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress:        o.ProbeAddr,
+		LeaderElection:                o.LeaderElect,
+		LeaderElectionID:              "controller.slugway.io",
+		LeaderElectionNamespace:       o.LeaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		WebhookServer:                 webhook.NewServer(webhook.Options{Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.WebhookCertDir}),
+	}
+	if o.LeaseDuration > 0 {
+		mopts.LeaseDuration, mopts.RenewDeadline, mopts.RetryPeriod = &o.LeaseDuration, &o.RenewDeadline, &o.RetryPeriod
+	}
+	mgr, err := ctrl.NewManager(cfg, mopts)
+	if err != nil {
+		return nil, fmt.Errorf("creating the manager: %w", err)
+	}
+	if err := registry.AddIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
+		return nil, err
+	}
+
+	ir := &controllers.InstanceReconciler{
+		Client:           mgr.GetClient(),
+		Recorder:         mgr.GetEventRecorder("slugway-controller"),
+		HeartbeatRefresh: o.HeartbeatRefresh,
+		ExpireAfter:      o.ExpireAfter,
+	}
+	ir.Monitor = health.NewMonitor[types.NamespacedName](health.NewProber(o.Dial), max(o.ProbeConcurrency, 1), o.HeartbeatRefresh, ir.NotifyFunc(ctx))
+	if err := mgr.Add(ir.Monitor); err != nil {
+		return nil, err
+	}
+	if err := ir.SetupWithManager(mgr, max(o.Reconcilers, 1)); err != nil {
+		return nil, fmt.Errorf("setting up the instance controller: %w", err)
+	}
+	sr := &controllers.ServiceAccountReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("slugway-controller")}
+	if err := sr.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the serviceaccount controller: %w", err)
+	}
+
+	if !o.DisableWebhooks {
+		self, err := WhoAmI(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		webhooks.Register(mgr, webhooks.Config{
+			Access:        registry.Access{AdminGroups: o.AdminGroups, Controllers: append(o.ControllerUsers, self)},
+			ReservedSlugs: o.ReservedSlugs,
+			Deleters:      webhooks.DefaultDeleters,
+			CheckURL:      o.CheckURL,
+		})
+		if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+			return nil, err
+		}
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}
+
+// WhoAmI asks the apiserver who the given credentials are, with a SelfSubjectReview.
+func WhoAmI(ctx context.Context, cfg *rest.Config) (string, error) {
+	c, err := client.New(cfg, client.Options{Scheme: Scheme()})
+	if err != nil {
+		return "", err
+	}
+	review := &authnv1.SelfSubjectReview{}
+	if err := c.Create(ctx, review); err != nil {
+		return "", fmt.Errorf("finding our own identity with a SelfSubjectReview: %w", err)
+	}
+	return review.Status.UserInfo.Username, nil
+}

@@ -1,0 +1,244 @@
+// Package webhooks enforces slug ownership at admission: only a slug's owner, an
+// admin, or the controller may change the slug's Instances and its ServiceAccount.
+// Schema rules (slug format, URL shape, durations) live in the CRDs, so they hold
+// even when this webhook is down; this package adds what needs the request's
+// identity or other objects.
+package webhooks
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
+	"github.com/slugway/slugway/registry"
+)
+
+// Paths the webhooks are served on; config/webhook/manifests.yaml is generated from the markers below.
+const (
+	PathValidateInstance       = "/validate-slugway-io-v1alpha1-instance"
+	PathValidateServiceAccount = "/validate-slugway-io-v1alpha1-serviceaccount"
+	PathMutateServiceAccount   = "/mutate-slugway-io-v1alpha1-serviceaccount"
+)
+
+// +kubebuilder:webhook:path=/validate-slugway-io-v1alpha1-instance,mutating=false,failurePolicy=fail,sideEffects=None,groups=slugway.io,resources=instances;instances/status,verbs=create;update;delete,versions=v1alpha1,name=vinstance.slugway.io,admissionReviewVersions=v1,timeoutSeconds=10
+// +kubebuilder:webhook:path=/validate-slugway-io-v1alpha1-serviceaccount,mutating=false,failurePolicy=fail,sideEffects=None,groups=slugway.io,resources=serviceaccounts;serviceaccounts/status,verbs=create;update;delete,versions=v1alpha1,name=vserviceaccount.slugway.io,admissionReviewVersions=v1,timeoutSeconds=10
+// +kubebuilder:webhook:path=/mutate-slugway-io-v1alpha1-serviceaccount,mutating=true,failurePolicy=fail,sideEffects=None,groups=slugway.io,resources=serviceaccounts,verbs=create,versions=v1alpha1,name=mserviceaccount.slugway.io,admissionReviewVersions=v1,timeoutSeconds=10
+
+// Config is what the webhooks need to decide.
+type Config struct {
+	Access registry.Access
+	// ReservedSlugs cannot be claimed.
+	ReservedSlugs []string
+	// Deleters may delete any Instance: the garbage collector and namespace controller,
+	// which act on ownerReferences and namespace deletion that an authorized user set up.
+	Deleters []string
+	// CheckURL, when set, vets an instance URL (the SSRF guard). Its error is shown to the user.
+	CheckURL func(ctx context.Context, rawURL string) error
+}
+
+// DefaultDeleters are the kube-controller-manager identities that delete objects on others' behalf.
+var DefaultDeleters = []string{
+	"system:kube-controller-manager",
+	"system:serviceaccount:kube-system:generic-garbage-collector",
+	"system:serviceaccount:kube-system:namespace-controller",
+}
+
+// Register adds the three webhooks to the manager's webhook server.
+// Slug lookups read the apiserver directly (a ServiceAccount applied a moment ago
+// must be seen); URL-conflict lookups use the cache's index.
+func Register(mgr ctrl.Manager, cfg Config) {
+	dec := admission.NewDecoder(mgr.GetScheme())
+	srv := mgr.GetWebhookServer()
+	srv.Register(PathValidateInstance, &webhook.Admission{Handler: &InstanceValidator{Config: cfg, Slugs: mgr.GetAPIReader(), Instances: mgr.GetClient(), Decoder: dec}})
+	srv.Register(PathValidateServiceAccount, &webhook.Admission{Handler: &ServiceAccountValidator{Config: cfg, Decoder: dec}})
+	srv.Register(PathMutateServiceAccount, &webhook.Admission{Handler: &ServiceAccountDefaulter{Decoder: dec}})
+}
+
+// notOwner is the denial every ownership check gives: who, what, why, and who could.
+func notOwner(cfg Config, user, verb, what, slug, owner string) admission.Response {
+	return admission.Denied(fmt.Sprintf("user %q does not own slug %q (owner %q): only the owner, the slugway controller, or a member of %s may %s %s",
+		user, slug, owner, groupList(cfg.Access.AdminGroups), verb, what))
+}
+
+func groupList(groups []string) string {
+	q := make([]string, len(groups))
+	for i, g := range groups {
+		q[i] = fmt.Sprintf("%q", g)
+	}
+	return "the groups " + strings.Join(q, ", ")
+}
+
+func verbOf(op string) string {
+	return strings.ToLower(op)
+}
+
+func decodeBoth(dec admission.Decoder, req admission.Request, obj, old runtime.Object) error {
+	if len(req.Object.Raw) > 0 {
+		if err := dec.DecodeRaw(req.Object, obj); err != nil {
+			return err
+		}
+	}
+	if len(req.OldObject.Raw) > 0 {
+		if err := dec.DecodeRaw(req.OldObject, old); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// InstanceValidator guards Instances and their status.
+type InstanceValidator struct {
+	Config
+	Slugs     client.Reader // fresh reads of ServiceAccounts
+	Instances client.Reader // cached, indexed Instances
+	Decoder   admission.Decoder
+}
+
+// Handle implements admission.Handler.
+func (v *InstanceValidator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	var inst, old slugwayv1.Instance
+	if err := decodeBoth(v.Decoder, req, &inst, &old); err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	if req.Operation == "DELETE" {
+		inst = old
+	}
+	user, groups := req.UserInfo.Username, req.UserInfo.Groups
+	what := fmt.Sprintf("instance %s/%s", req.Namespace, req.Name)
+	privileged := v.Access.Privileged(user, groups)
+	if req.Operation == "DELETE" && slices.Contains(v.Deleters, user) {
+		return admission.Allowed("garbage collection")
+	}
+
+	if req.SubResource == "status" {
+		if privileged {
+			return admission.Allowed("")
+		}
+		if resp, ok := v.requireOwner(ctx, user, "write the status of", what, old.Spec.Slug); !ok {
+			return resp
+		}
+		// The owner may renew its heartbeat, and nothing else: health is the controller's word.
+		renewed := old.Status.DeepCopy()
+		renewed.LastHeartbeat = inst.Status.LastHeartbeat
+		if !equalJSON(renewed, &inst.Status) {
+			return admission.Denied(fmt.Sprintf("user %q may only renew status.lastHeartbeat of %s: the rest of the status is written by the slugway controller", user, what))
+		}
+		return admission.Allowed("heartbeat renewal by the owner")
+	}
+
+	if req.Operation != "DELETE" && v.CheckURL != nil && (req.Operation == "CREATE" || old.Spec.URL != inst.Spec.URL) {
+		if err := v.CheckURL(ctx, inst.Spec.URL); err != nil {
+			return admission.Denied(fmt.Sprintf("spec.url %q is not allowed: %v", inst.Spec.URL, err))
+		}
+	}
+	if !privileged {
+		if resp, ok := v.requireOwner(ctx, user, verbOf(string(req.Operation)), what, inst.Spec.Slug); !ok {
+			return resp
+		}
+		if req.Operation == "UPDATE" && old.Spec.Slug != inst.Spec.Slug {
+			// The CRD forbids this too; check the old slug so the webhook stands on its own.
+			if resp, ok := v.requireOwner(ctx, user, "move", what, old.Spec.Slug); !ok {
+				return resp
+			}
+		}
+	}
+	if req.Operation == "CREATE" || (req.Operation == "UPDATE" && registry.NormalizeURL(old.Spec.URL) != registry.NormalizeURL(inst.Spec.URL)) {
+		return v.checkURLFree(ctx, &inst)
+	}
+	return admission.Allowed("")
+}
+
+// requireOwner allows the slug's owner; anyone else gets a denial that says who owns it.
+func (v *InstanceValidator) requireOwner(ctx context.Context, user, verb, what, slug string) (admission.Response, bool) {
+	var sa slugwayv1.ServiceAccount
+	if err := v.Slugs.Get(ctx, types.NamespacedName{Name: slug}, &sa); err != nil {
+		if apierrors.IsNotFound(err) {
+			return admission.Denied(fmt.Sprintf("slug %q is not claimed: create the ServiceAccount %q (kind ServiceAccount, apiVersion slugway.io/v1alpha1) before you %s %s", slug, slug, verb, what)), false
+		}
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("looking up slug %q: %w", slug, err)), false
+	}
+	if !registry.Owns(user, &sa) {
+		return notOwner(v.Config, user, verb, what, slug, sa.Spec.Owner), false
+	}
+	return admission.Response{}, true
+}
+
+// checkURLFree refuses a URL already served by another slug's instance.
+func (v *InstanceValidator) checkURLFree(ctx context.Context, inst *slugwayv1.Instance) admission.Response {
+	var same slugwayv1.InstanceList
+	if err := v.Instances.List(ctx, &same, client.MatchingFields{registry.IndexURL: registry.NormalizeURL(inst.Spec.URL)}); err != nil {
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("looking up instances with URL %s: %w", inst.Spec.URL, err))
+	}
+	for _, o := range same.Items {
+		if o.Spec.Slug != inst.Spec.Slug && o.DeletionTimestamp.IsZero() && !(o.Namespace == inst.Namespace && o.Name == inst.Name) {
+			return admission.Denied(fmt.Sprintf("URL %s is already served by instance %s/%s of slug %q: one URL belongs to one slug", inst.Spec.URL, o.Namespace, o.Name, o.Spec.Slug))
+		}
+	}
+	return admission.Allowed("")
+}
+
+// ServiceAccountValidator guards slug claims: reserved names, the owner field, and who may change or release a slug.
+type ServiceAccountValidator struct {
+	Config
+	Decoder admission.Decoder
+}
+
+// Handle implements admission.Handler.
+func (v *ServiceAccountValidator) Handle(_ context.Context, req admission.Request) admission.Response {
+	var sa, old slugwayv1.ServiceAccount
+	if err := decodeBoth(v.Decoder, req, &sa, &old); err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	user, groups := req.UserInfo.Username, req.UserInfo.Groups
+	privileged := v.Access.Privileged(user, groups)
+	what := fmt.Sprintf("slug %q", req.Name)
+
+	switch {
+	case req.Operation == "CREATE":
+		if slices.Contains(v.ReservedSlugs, sa.Name) {
+			return admission.Denied(fmt.Sprintf("slug %q is reserved (reserved: %s): pick another name", sa.Name, strings.Join(v.ReservedSlugs, ", ")))
+		}
+		if sa.Spec.Owner != "" && sa.Spec.Owner != user && !privileged {
+			return admission.Denied(fmt.Sprintf("user %q may not claim slug %q for %q: leave spec.owner empty to claim it for yourself; only admins may claim for others", user, sa.Name, sa.Spec.Owner))
+		}
+		return admission.Allowed("")
+	case privileged:
+		return admission.Allowed("")
+	case req.SubResource == "status":
+		return admission.Denied(fmt.Sprintf("user %q may not write the status of %s: it is written by the slugway controller", user, what))
+	case !registry.Owns(user, &old):
+		return notOwner(v.Config, user, verbOf(string(req.Operation)), what, old.Name, old.Spec.Owner)
+	case req.Operation == "UPDATE" && sa.Spec.Owner != old.Spec.Owner:
+		return admission.Denied(fmt.Sprintf("user %q may not change spec.owner of %s from %q to %q: only members of %s may transfer a slug", user, what, old.Spec.Owner, sa.Spec.Owner, groupList(v.Access.AdminGroups)))
+	}
+	return admission.Allowed("")
+}
+
+// ServiceAccountDefaulter fills spec.owner with the creating user when it is empty.
+type ServiceAccountDefaulter struct {
+	Decoder admission.Decoder
+}
+
+// Handle implements admission.Handler.
+func (d *ServiceAccountDefaulter) Handle(_ context.Context, req admission.Request) admission.Response {
+	var sa slugwayv1.ServiceAccount
+	if err := d.Decoder.DecodeRaw(req.Object, &sa); err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	if sa.Spec.Owner != "" {
+		return admission.Allowed("owner set")
+	}
+	sa.Spec.Owner = req.UserInfo.Username
+	return patchFrom(req.Object.Raw, &sa)
+}
