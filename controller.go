@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/slugway/slugway/manager"
+	"github.com/slugway/slugway/netguard"
 	"github.com/slugway/slugway/registry"
 )
 
@@ -18,7 +19,8 @@ import (
 func runController(args []string) error {
 	fs := flag.NewFlagSet("slugway controller", flag.ContinueOnError)
 	o := manager.Options{}
-	var adminGroups, reservedSlugs, controllerUsers string
+	var adminGroups, reservedSlugs, controllerUsers, denyCIDRs string
+	var allowLoopback bool
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8081", "address of the Prometheus /metrics endpoint (\"0\" disables it)")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8082", "address of /healthz and /readyz")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect a leader, so that only one replica probes and writes status")
@@ -34,12 +36,19 @@ func runController(args []string) error {
 	fs.DurationVar(&o.ExpireAfter, "expire-unreachable-after", 0, "delete instances Unreachable for this long (0: never, the default)")
 	fs.IntVar(&o.ProbeConcurrency, "probe-concurrency", 64, "maximum health probes in flight")
 	fs.IntVar(&o.Reconcilers, "max-concurrent-reconciles", 4, "Instance reconciles run in parallel")
+	fs.StringVar(&denyCIDRs, "deny-cidrs", strings.Join(netguard.DefaultDeny, ","), "comma-separated CIDRs instance URLs may not reach, checked at admission and at every probe's dial after DNS resolution (the SSRF guard)")
+	fs.BoolVar(&allowLoopback, "allow-loopback", false, "let instance URLs reach loopback addresses (127.0.0.0/8, ::1); for local development only")
 	zopts := zap.Options{}
 	zopts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	o.AdminGroups, o.ReservedSlugs, o.ControllerUsers = splitList(adminGroups), splitList(reservedSlugs), splitList(controllerUsers)
+	guard, err := netguard.New(splitList(denyCIDRs), allowLoopback)
+	if err != nil {
+		return fmt.Errorf("--deny-cidrs: %w", err)
+	}
+	o.CheckURL, o.Dial = guard.CheckURL, guard.DialContext
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zopts)))
 
 	cfg, err := ctrl.GetConfig()

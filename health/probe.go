@@ -85,7 +85,8 @@ func HostPort(instanceURL string) (string, error) {
 // Prober runs probes. The zero value is not usable: use NewProber.
 type Prober struct {
 	client *http.Client
-	dialer *net.Dialer
+	// dial opens TCP probes' connections, through the same dial-time policy as HTTP probes.
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // NewProber returns a Prober whose HTTP probes reuse connections and never follow redirects.
@@ -103,7 +104,7 @@ func NewProber(dial func(ctx context.Context, network, addr string) (net.Conn, e
 		ForceAttemptHTTP2:   true,
 	}
 	return &Prober{
-		dialer: &net.Dialer{},
+		dial: dial,
 		client: &http.Client{
 			Transport:     tr,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -118,7 +119,7 @@ func (p *Prober) Probe(ctx context.Context, t Target) Result {
 	start := time.Now()
 	switch t.Kind {
 	case KindTCP:
-		conn, err := p.dialer.DialContext(ctx, "tcp", t.Address)
+		conn, err := p.dial(ctx, "tcp", t.Address)
 		lat := time.Since(start)
 		if err != nil {
 			return Result{Latency: lat, Message: describe(err, t.Timeout)}
