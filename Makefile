@@ -19,6 +19,12 @@ all: build
 manifests: ## Generate CRDs, RBAC and webhook configurations from the markers in api/, controllers/ and webhooks/.
 	$(CONTROLLER_GEN) rbac:roleName=slugway-controller crd webhook paths="./api/...;./controllers/...;./webhooks/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac output:webhook:artifacts:config=config/webhook
+	@# The Helm chart ships copies of the generated files; hack/verify-generated.sh catches drift.
+	mkdir -p charts/slugway/crds charts/slugway/files
+	cp config/crd/bases/*.yaml charts/slugway/crds/
+	cp config/rbac/role.yaml charts/slugway/files/controller-role.yaml
+	cp config/rbac/service_role.yaml charts/slugway/files/service-role.yaml
+	cp config/webhook/manifests.yaml charts/slugway/files/webhooks.yaml
 
 .PHONY: generate
 generate: ## Generate DeepCopy methods.
@@ -60,6 +66,10 @@ help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 ##@ More
+
+.PHONY: test-helm
+test-helm: controlplane ## Run only the packaging tests (Helm chart, kustomize, Dockerfile) against a real apiserver.
+	go test $(GO_TEST_FLAGS) ./test/helm/...
 
 .PHONY: e2e
 e2e: controlplane build ## Run only the end-to-end tests (real binaries as processes).
