@@ -147,7 +147,7 @@ func (r *InstanceReconciler) ownership(ctx context.Context, inst *slugwayv1.Inst
 
 type healthView struct {
 	health    slugwayv1.Health // empty: nothing new is known
-	heartbeat *metav1.Time     // nil: leave lastHeartbeat as it is
+	heartbeat *metav1.Time // nil: leave lastHeartbeat as it is
 	message   string
 }
 
@@ -189,7 +189,9 @@ func heartbeatHealth(last *metav1.Time, ttl time.Duration, now time.Time) (healt
 	if last == nil {
 		return healthView{health: slugwayv1.HealthUnknown, message: "no heartbeat received yet"}, 0
 	}
-	age := now.Sub(last.Time)
+	// The stored time has one-second precision, so the beat happened up to 1s after it:
+	// count the TTL from the end of that second, so an instance never expires early.
+	age := now.Sub(last.Time) - time.Second
 	if age >= ttl {
 		return healthView{health: slugwayv1.HealthUnreachable, message: fmt.Sprintf("no heartbeat within the TTL of %s (last at %s)", ttl, last.UTC().Format(time.RFC3339))}, 0
 	}

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -50,8 +51,10 @@ type Options struct {
 
 	HeartbeatRefresh time.Duration
 	ExpireAfter      time.Duration
-	ProbeConcurrency int
-	Reconcilers      int
+	// SkipNameValidation lets one process build several managers (tests do).
+	SkipNameValidation bool
+	ProbeConcurrency   int
+	Reconcilers        int
 }
 
 // Scheme returns a scheme with the core Kubernetes types and slugway's.
@@ -86,6 +89,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 		LeaderElectionNamespace:       o.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
 		WebhookServer:                 webhook.NewServer(webhook.Options{Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.WebhookCertDir}),
+		Controller:                    config.Controller{SkipNameValidation: &o.SkipNameValidation},
 	}
 	if o.LeaseDuration > 0 {
 		mopts.LeaseDuration, mopts.RenewDeadline, mopts.RetryPeriod = &o.LeaseDuration, &o.RenewDeadline, &o.RetryPeriod

@@ -192,6 +192,8 @@ type InstanceStatus struct {
 
 	// LastHeartbeat is the time of the last successful probe or heartbeat. The
 	// controller refreshes it coarsely (every 30s by default), not on every probe.
+	// It is stored with one-second precision; a heartbeat-mode instance turns
+	// Unreachable once lastHeartbeat + 1s + TTL has passed (up to 1s late, never early).
 	// +optional
 	LastHeartbeat *metav1.Time `json:"lastHeartbeat,omitempty"`
 

@@ -116,6 +116,8 @@ func (e *Env) ControllerOptions() manager.Options {
 		HeartbeatRefresh: 30 * time.Second,
 		ProbeConcurrency: 16,
 		Reconcilers:      4,
+		// Tests start several managers in one process.
+		SkipNameValidation: true,
 	}
 }
 

@@ -1,0 +1,122 @@
+package health
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestMonitorNotifiesOnTransitionsOnly runs real probes against a real HTTP server and
+// checks that the Monitor asks for a status write on a transition, not on every probe.
+func TestMonitorNotifiesOnTransitionsOnly(t *testing.T) {
+	var failing atomic.Bool
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if failing.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+
+	var mu sync.Mutex
+	var notes []Health
+	var m *Monitor[string]
+	m = NewMonitor[string](NewProber(nil), 4, time.Hour, func(k string) {
+		st, _ := m.State(k)
+		mu.Lock()
+		notes = append(notes, st.Health)
+		mu.Unlock()
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = m.Start(ctx) }()
+
+	m.Ensure("a", Spec{
+		Target:     Target{Kind: KindHTTP, URL: srv.URL + "/healthz", Timeout: time.Second},
+		Interval:   30 * time.Millisecond,
+		Thresholds: Thresholds{Healthy: 1, Unhealthy: 2},
+	})
+	waitFor(t, func() bool { st, _ := m.State("a"); return st.Health == Healthy && st.Probes >= 5 })
+	failing.Store(true)
+	waitFor(t, func() bool { st, _ := m.State("a"); return st.Health == Unreachable })
+	failing.Store(false)
+	waitFor(t, func() bool { st, _ := m.State("a"); return st.Health == Healthy })
+
+	mu.Lock()
+	defer mu.Unlock()
+	want := []Health{Healthy, Unreachable, Healthy}
+	if len(notes) != len(want) {
+		t.Fatalf("notifications %v, want %v (after %d probes)", notes, want, hits.Load())
+	}
+	for i := range want {
+		if notes[i] != want[i] {
+			t.Fatalf("notifications %v, want %v", notes, want)
+		}
+	}
+	if hits.Load() < 8 {
+		t.Fatalf("only %d probes ran", hits.Load())
+	}
+}
+
+// TestMonitorRefresh: with a short Refresh, successes are re-notified at that pace.
+func TestMonitorRefresh(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	var notes atomic.Int64
+	m := NewMonitor[string](NewProber(nil), 2, 100*time.Millisecond, func(string) { notes.Add(1) })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = m.Start(ctx) }()
+	m.Ensure("a", Spec{Target: Target{Kind: KindHTTP, URL: srv.URL, Timeout: time.Second}, Interval: 10 * time.Millisecond, Thresholds: Thresholds{Healthy: 1, Unhealthy: 1}})
+	waitFor(t, func() bool { return notes.Load() >= 3 })
+	st, _ := m.State("a")
+	if int64(st.Probes) < 3*notes.Load() {
+		t.Fatalf("%d notifications for %d probes: refresh is not coarser than the probe interval", notes.Load(), st.Probes)
+	}
+}
+
+func TestMonitorForgetAndTCP(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+		}
+	}()
+	m := NewMonitor[string](NewProber(nil), 2, time.Hour, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = m.Start(ctx) }()
+	spec := Spec{Target: Target{Kind: KindTCP, Address: ln.Addr().String(), Timeout: time.Second}, Interval: 20 * time.Millisecond, Thresholds: Thresholds{Healthy: 1, Unhealthy: 1}}
+	m.Ensure("tcp", spec)
+	waitFor(t, func() bool { st, _ := m.State("tcp"); return st.Health == Healthy })
+	_ = ln.Close()
+	waitFor(t, func() bool { st, _ := m.State("tcp"); return st.Health == Unreachable })
+	m.Forget("tcp")
+	if _, ok := m.State("tcp"); ok || m.Len() != 0 {
+		t.Fatal("Forget left the instance behind")
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
