@@ -21,8 +21,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/recorder"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
@@ -147,7 +147,7 @@ func (r *InstanceReconciler) ownership(ctx context.Context, inst *slugwayv1.Inst
 
 type healthView struct {
 	health    slugwayv1.Health // empty: nothing new is known
-	heartbeat *metav1.Time // nil: leave lastHeartbeat as it is
+	heartbeat *metav1.Time     // nil: leave lastHeartbeat as it is
 	message   string
 }
 

@@ -104,7 +104,9 @@ func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
 }
 
 // IntervalOrDefault returns the probe interval.
-func (h *HealthCheck) IntervalOrDefault() time.Duration { return durationOr(h.Interval, DefaultInterval) }
+func (h *HealthCheck) IntervalOrDefault() time.Duration {
+	return durationOr(h.Interval, DefaultInterval)
+}
 
 // TimeoutOrDefault returns the probe timeout.
 func (h *HealthCheck) TimeoutOrDefault() time.Duration { return durationOr(h.Timeout, DefaultTimeout) }
