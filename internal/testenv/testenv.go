@@ -66,7 +66,28 @@ func AssetsDir() (string, error) {
 // With webhooks, the admission webhook configurations from config/webhook are
 // installed too, pointing at a local port that StartController serves.
 func Start(webhooks bool) (*Env, error) {
-	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr), zap.Level(zapLevel())))
+	return StartWith(Options{Webhooks: webhooks})
+}
+
+// Options configure StartWith.
+type Options struct {
+	// Webhooks installs the admission webhook configurations.
+	Webhooks bool
+	// DataDir keeps etcd's data (and the apiserver's certificates) there, so that a
+	// restart finds the objects again. Empty means a temporary directory.
+	DataDir string
+	// APIServerPort fixes the apiserver's port; 0 picks a free one.
+	APIServerPort int
+	// Quiet keeps the controller-runtime logger unset (the caller sets its own).
+	Quiet bool
+}
+
+// StartWith starts a control plane as Options say.
+func StartWith(o Options) (*Env, error) {
+	webhooks := o.Webhooks
+	if !o.Quiet {
+		ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr), zap.Level(zapLevel())))
+	}
 	assets, err := AssetsDir()
 	if err != nil {
 		return nil, err
@@ -76,6 +97,19 @@ func Start(webhooks bool) (*Env, error) {
 		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 		BinaryAssetsDirectory: assets,
+	}
+	if o.DataDir != "" || o.APIServerPort != 0 {
+		etcdDir, certDir := "", ""
+		if o.DataDir != "" {
+			etcdDir, certDir = filepath.Join(o.DataDir, "etcd"), filepath.Join(o.DataDir, "pki")
+			for _, d := range []string{etcdDir, certDir} {
+				if err := os.MkdirAll(d, 0o700); err != nil {
+					return nil, err
+				}
+			}
+		}
+		env.ControlPlane.Etcd = &envtest.Etcd{DataDir: etcdDir}
+		env.ControlPlane.APIServer = &envtest.APIServer{CertDir: certDir, SecurePort: o.APIServerPort}
 	}
 	if webhooks {
 		env.WebhookInstallOptions = envtest.WebhookInstallOptions{Paths: []string{filepath.Join(root, "config", "webhook")}}

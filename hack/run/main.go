@@ -1,0 +1,193 @@
+// Command run is `make run`: slugway on a local control plane, with no cluster needed.
+//
+// It starts etcd and kube-apiserver (data kept in .run/, so registrations survive a
+// restart), installs the CRDs and the admission webhooks, then runs `slugway controller`,
+// `slugway proxy` and the skeleton-svc example as child processes, prints what to try,
+// and stops everything on Ctrl-C. With CLUSTER=existing it uses the cluster KUBECONFIG
+// points at instead (the webhooks are then not served: a remote apiserver cannot reach
+// this machine).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/slugway/slugway/internal/proc"
+	"github.com/slugway/slugway/internal/testenv"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "\nmake run: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func step(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }
+
+func run() error {
+	root := testenv.Root()
+	cluster := flag.String("cluster", envOr("CLUSTER", "embedded"), "embedded (a local control plane) or existing (the cluster KUBECONFIG points at)")
+	proxyAddr := flag.String("proxy-addr", envOr("PROXY_ADDR", "127.0.0.1:8080"), "where the proxy listens")
+	dataDir := flag.String("data-dir", envOr("DATA_DIR", filepath.Join(root, ".run")), "where the control plane keeps its data and the processes their logs")
+	flag.Parse()
+	bin := filepath.Join(root, "bin")
+	logs := filepath.Join(*dataDir, "logs")
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var kubeconfig string
+	var controllerArgs []string
+	switch *cluster {
+	case "embedded":
+		step("starting etcd and kube-apiserver (data in %s)", *dataDir)
+		env, err := testenv.StartWith(testenv.Options{Webhooks: true, DataDir: *dataDir, Quiet: true})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			step("stopping the control plane")
+			_ = env.Stop()
+		}()
+		kubeconfig = filepath.Join(*dataDir, "kubeconfig")
+		if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
+			return err
+		}
+		w := env.WebhookInstallOptions
+		step("installed the CRDs and the admission webhooks (served by the controller on %s:%d)", w.LocalServingHost, w.LocalServingPort)
+		controllerArgs = []string{
+			"--webhook-host", w.LocalServingHost, "--webhook-port", fmt.Sprint(w.LocalServingPort), "--webhook-cert-dir", w.LocalServingCertDir,
+		}
+	case "existing":
+		kubeconfig = os.Getenv("KUBECONFIG")
+		if kubeconfig == "" {
+			return fmt.Errorf("CLUSTER=existing needs KUBECONFIG to point at the cluster")
+		}
+		step("installing the CRDs into the cluster at KUBECONFIG=%s", kubeconfig)
+		kubectl := exec.CommandContext(ctx, filepath.Join(bin, "k8s-"+testenv.K8sVersion, "kubectl"), "apply", "--server-side", "-f", filepath.Join(root, "config", "crd", "bases"))
+		kubectl.Stdout, kubectl.Stderr = os.Stdout, os.Stderr
+		if err := kubectl.Run(); err != nil {
+			return fmt.Errorf("installing the CRDs: %w", err)
+		}
+		fmt.Println("    note: the admission webhooks are not served with CLUSTER=existing (the cluster cannot call this machine); install the Helm chart for ownership enforcement")
+		controllerArgs = []string{"--disable-webhooks"}
+	default:
+		return fmt.Errorf("CLUSTER=%q: use embedded or existing", *cluster)
+	}
+
+	kenv := []string{"KUBECONFIG=" + kubeconfig}
+	controllerArgs = append(controllerArgs,
+		"--leader-election-namespace", "default", "--allow-loopback",
+		"--metrics-bind-address", "127.0.0.1:8081", "--health-probe-bind-address", "127.0.0.1:8082")
+	var procs []*proc.Proc
+	defer func() {
+		for i := len(procs) - 1; i >= 0; i-- {
+			step("stopping %s", procs[i].Name)
+			_ = procs[i].Stop(10 * time.Second)
+		}
+	}()
+	start := func(name string, env []string, binary string, args ...string) error {
+		p, err := proc.Start(name, logs, append(kenv, env...), nil, binary, args...)
+		if err != nil {
+			return err
+		}
+		procs = append(procs, p)
+		step("started %s (pid %d, log %s)", name, p.Pid(), p.Log)
+		return nil
+	}
+	if err := start("controller", nil, filepath.Join(bin, "slugway"), append([]string{"controller"}, controllerArgs...)...); err != nil {
+		return err
+	}
+	if err := start("proxy", nil, filepath.Join(bin, "slugway"), "proxy", "--listen", *proxyAddr, "--admin-listen", "127.0.0.1:9080", "--allow-loopback"); err != nil {
+		return err
+	}
+	if err := start("skeleton-svc", []string{"SELF_URL=http://127.0.0.1:9311", "LISTEN_ADDR=127.0.0.1:9311"}, filepath.Join(bin, "skeleton-svc")); err != nil {
+		return err
+	}
+
+	step("waiting for /skeleton-svc/hello to answer through the proxy")
+	url := "http://" + *proxyAddr + "/skeleton-svc/hello"
+	body, err := waitFor(ctx, url, procs, 90*time.Second)
+	if err != nil {
+		return err
+	}
+	kubectlDir := filepath.Join(bin, "k8s-"+testenv.K8sVersion)
+	fmt.Printf(`
+slugway is running. %s answered: %s
+
+In another terminal:
+
+  export KUBECONFIG=%s
+  export PATH=%s:$PATH     # kubectl %s, built by hack/controlplane.sh
+
+  curl %s/skeleton-svc/hello
+  kubectl get instances -A
+  kubectl get slugway
+
+Proxy: http://%s   (admin: http://127.0.0.1:9080/metrics)
+Logs:  %s
+Press Ctrl-C to stop everything.
+`, url, strings.TrimSpace(body), kubeconfig, kubectlDir, testenv.K8sVersion, *proxyAddr, *proxyAddr, logs)
+
+	// Run until Ctrl-C, or until a child dies.
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Println()
+			return nil
+		case <-time.After(time.Second):
+			for _, p := range procs {
+				if exited, err := p.Exited(); exited {
+					return fmt.Errorf("%s exited (%v); see %s", p.Name, err, p.Log)
+				}
+			}
+		}
+	}
+}
+
+func waitFor(ctx context.Context, url string, procs []*proc.Proc, timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		for _, p := range procs {
+			if exited, err := p.Exited(); exited {
+				return "", fmt.Errorf("%s exited (%v); see %s", p.Name, err, p.Log)
+			}
+		}
+		resp, err := http.Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return string(b), nil
+			}
+			last = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(b)))
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return "", fmt.Errorf("%s did not answer within %s (last: %s)", url, timeout, last)
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
