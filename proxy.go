@@ -1,8 +1,66 @@
 package main
 
-import "errors"
+import (
+	"flag"
+	"fmt"
+	"net/netip"
+	"time"
 
-// runProxy is the data plane entry point; see the proxy package.
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/slugway/slugway/proxy"
+)
+
+// runProxy is "slugway proxy": flags in, proxy.Run, until signalled; see the proxy package.
 func runProxy(args []string) error {
-	return errors.New("not implemented yet")
+	fs := flag.NewFlagSet("slugway proxy", flag.ContinueOnError)
+	o := proxy.Options{}
+	var trusted string
+	fs.StringVar(&o.Listen, "listen", ":8080", "address for traffic: HTTP/1.1 and h2c (HTTP/2 with prior knowledge)")
+	fs.StringVar(&o.TLSListen, "tls-listen", ":8443", "address for HTTPS traffic (HTTP/1.1 and HTTP/2), used when --tls-cert-file and --tls-key-file are set")
+	fs.StringVar(&o.TLSCertFile, "tls-cert-file", "", "PEM certificate (chain) for HTTPS")
+	fs.StringVar(&o.TLSKeyFile, "tls-key-file", "", "PEM private key for HTTPS")
+	fs.StringVar(&o.AdminListen, "admin-listen", ":9080", "address of /healthz, /readyz and /metrics")
+	fs.StringVar(&trusted, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For/-Proto/-Host headers are kept (default: none)")
+	fs.StringVar(&o.LBPolicy, "lb-policy", proxy.PolicyP2C, "load balancing: p2c (power of two choices on requests in flight) or round-robin")
+	fs.DurationVar(&o.DialTimeout, "dial-timeout", 2*time.Second, "timeout for connecting to an instance")
+	fs.DurationVar(&o.ResponseHeaderTimeout, "response-header-timeout", 30*time.Second, "how long to wait for an instance's response headers before answering 504")
+	fs.DurationVar(&o.RequestTimeout, "request-timeout", 0, "limit on a whole request including its body (0: none, so that streams may last)")
+	fs.DurationVar(&o.IdleTimeout, "idle-timeout", 120*time.Second, "close idle client keep-alive connections after this long")
+	fs.DurationVar(&o.UpstreamIdleTimeout, "upstream-idle-timeout", 90*time.Second, "close idle connections to instances after this long")
+	fs.DurationVar(&o.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "limit on reading a request's headers")
+	fs.IntVar(&o.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request header block accepted (larger: 431)")
+	fs.Int64Var(&o.MaxRequestBodyBytes, "max-request-body-bytes", 0, "largest request body accepted (larger: 413; 0: no limit)")
+	fs.IntVar(&o.MaxRetries, "max-retries", 2, "further instances a failed request may be sent to (-1: none)")
+	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long to wait for requests in flight")
+	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", 0, "on SIGTERM, keep serving this long with /readyz failing before draining")
+	fs.BoolVar(&o.AccessLog, "access-log", false, "log one line per request")
+	fs.BoolVar(&o.Pprof, "pprof", false, "serve /debug/pprof/ on the admin address")
+	zopts := zap.Options{}
+	zopts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	for _, s := range splitList(trusted) {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			if a, aerr := netip.ParseAddr(s); aerr == nil {
+				p = netip.PrefixFrom(a, a.BitLen())
+			} else {
+				return fmt.Errorf("--trusted-proxies: %q is not a CIDR (like 10.0.0.0/8) or an IP address", s)
+			}
+		}
+		o.TrustedProxies = append(o.TrustedProxies, p.Masked())
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zopts)))
+	o.Logger = ctrl.Log.WithName("proxy")
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("no Kubernetes API to talk to: %w (set KUBECONFIG or run in a cluster)", err)
+	}
+	ctx := ctrl.SetupSignalHandler()
+	o.Logger.Info("starting proxy", "version", version)
+	return proxy.Run(ctx, cfg, o)
 }

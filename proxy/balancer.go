@@ -1,0 +1,156 @@
+package proxy
+
+import (
+	"math/rand/v2"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/slugway/slugway/proxy/routes"
+)
+
+// LB policies.
+const (
+	PolicyP2C        = "p2c"
+	PolicyRoundRobin = "round-robin"
+)
+
+// backend is the proxy's live state for one endpoint. It outlives table rebuilds
+// (the handler keeps one per routes.Endpoint.ID), so requests in flight and
+// ejections survive a status change elsewhere in the table.
+type backend struct {
+	ep        routes.Endpoint
+	transport http.RoundTripper
+	m         *slugMetrics
+
+	inflight     atomic.Int64
+	ejectedUntil atomic.Int64 // unix nanoseconds; 0 or past: in rotation
+	failures     atomic.Int32 // consecutive connection failures
+}
+
+// ejected reports whether passive health took the backend out of rotation.
+func (b *backend) ejected(now int64) bool {
+	u := b.ejectedUntil.Load()
+	return u != 0 && now < u
+}
+
+// eject takes the backend out of rotation for base·2^(failures-1), at most max.
+func (b *backend) eject(base, max time.Duration) {
+	n := b.failures.Add(1)
+	d := base << min(n-1, 20)
+	if d <= 0 || d > max {
+		d = max
+	}
+	b.ejectedUntil.Store(time.Now().Add(d).UnixNano())
+	b.m.ejections.Inc()
+}
+
+// succeeded puts the backend back in rotation after a response.
+func (b *backend) succeeded() {
+	if b.failures.Load() != 0 {
+		b.failures.Store(0)
+		b.ejectedUntil.Store(0)
+	}
+}
+
+// liveRoute is a routes.Route bound to live backends.
+type liveRoute struct {
+	slug     string
+	backends []*backend
+	deleting bool
+	m        *slugMetrics
+	rr       atomic.Uint32
+}
+
+// pick chooses a backend that is not in tried: by the policy among those in
+// rotation, or, when passive health ejected them all, among the ejected ones
+// (a guess beats a certain 502). It returns nil when every backend was tried.
+func (r *liveRoute) pick(policy string, tried []*backend) *backend {
+	bs := r.backends
+	if len(bs) == 1 {
+		if len(tried) > 0 {
+			return nil
+		}
+		return bs[0]
+	}
+	now := time.Now().UnixNano()
+	usable := func(b *backend) bool { return !b.ejected(now) && !contains(tried, b) }
+	if policy == PolicyRoundRobin {
+		start := int(r.rr.Add(1))
+		for i := range bs {
+			if b := bs[(start+i)%len(bs)]; usable(b) {
+				return b
+			}
+		}
+	} else {
+		i := rand.IntN(len(bs))
+		j := rand.IntN(len(bs) - 1)
+		if j >= i {
+			j++
+		}
+		a, b := bs[i], bs[j]
+		switch ua, ub := usable(a), usable(b); {
+		case ua && ub:
+			if b.inflight.Load() < a.inflight.Load() {
+				return b
+			}
+			return a
+		case ua:
+			return a
+		case ub:
+			return b
+		}
+		if c := leastLoaded(bs, usable); c != nil {
+			return c
+		}
+	}
+	return leastLoaded(bs, func(b *backend) bool { return !contains(tried, b) })
+}
+
+func leastLoaded(bs []*backend, ok func(*backend) bool) *backend {
+	var best *backend
+	for _, b := range bs {
+		if ok(b) && (best == nil || b.inflight.Load() < best.inflight.Load()) {
+			best = b
+		}
+	}
+	return best
+}
+
+func contains(bs []*backend, b *backend) bool {
+	for _, x := range bs {
+		if x == b {
+			return true
+		}
+	}
+	return false
+}
+
+// retryBudget bounds the retries of requests that may have reached an instance:
+// each request earns ratio of a retry, up to burst retries saved. Dial failures,
+// which never reached an instance, do not spend it.
+type retryBudget struct {
+	milli   atomic.Int64 // thousandths of a retry
+	earn    int64
+	burstMs int64
+}
+
+func newRetryBudget(ratio float64, burst int) *retryBudget {
+	b := &retryBudget{earn: int64(ratio * 1000), burstMs: int64(burst) * 1000}
+	b.milli.Store(b.burstMs)
+	return b
+}
+
+func (b *retryBudget) deposit() {
+	if b.milli.Load() < b.burstMs {
+		b.milli.Add(b.earn)
+	}
+}
+
+func (b *retryBudget) withdraw() bool {
+	if b.milli.Add(-1000) >= 0 {
+		return true
+	}
+	b.milli.Add(1000)
+	return false
+}

@@ -1,0 +1,246 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/slugway/slugway/proxy/routes"
+	"github.com/slugway/slugway/proxy/slugpath"
+)
+
+// Handler is the data plane: it routes /<slug>/... to the slug's instances. Its
+// route table is swapped atomically by SetTable; serving a request takes no lock.
+type Handler struct {
+	opts    Options
+	log     logr.Logger
+	metrics *metrics
+	budget  *retryBudget
+	h1, h2c http.RoundTripper
+
+	table atomic.Pointer[liveTable]
+
+	mu       sync.Mutex // serializes SetTable
+	backends map[string]*backend
+	slugs    map[string]*slugMetrics
+	unknown  *slugMetrics
+
+	upgrades sync.WaitGroup // hijacked (WebSocket) connections
+	hijacked sync.Map       // net.Conn → struct{}, closed on shutdown
+}
+
+type liveTable struct {
+	routes map[string]*liveRoute
+}
+
+// NewHandler returns a Handler with an empty route table: every slug is unknown until SetTable.
+func NewHandler(o Options) *Handler {
+	o.defaults()
+	m := newMetrics()
+	h := &Handler{
+		opts:     o,
+		log:      o.Logger,
+		metrics:  m,
+		budget:   newRetryBudget(o.RetryBudgetRatio, o.RetryBudgetBurst),
+		backends: map[string]*backend{},
+		slugs:    map[string]*slugMetrics{},
+		unknown:  m.forSlug(unknownSlug),
+	}
+	h.h1, h.h2c = newTransports(o)
+	h.table.Store(&liveTable{routes: map[string]*liveRoute{}})
+	return h
+}
+
+// SetTable makes t the route table. Backends (requests in flight, ejections) are
+// kept for endpoints that stay; the others are forgotten.
+func (h *Handler) SetTable(t *routes.Table) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	live := &liveTable{routes: make(map[string]*liveRoute, len(t.Routes))}
+	backends := make(map[string]*backend, len(h.backends))
+	for slug, r := range t.Routes {
+		sm := h.slugs[slug]
+		if sm == nil {
+			sm = h.metrics.forSlug(slug)
+			h.slugs[slug] = sm
+		}
+		lr := &liveRoute{slug: slug, deleting: r.Deleting, m: sm, backends: make([]*backend, 0, len(r.Endpoints))}
+		for _, ep := range r.Endpoints {
+			id := slug + " " + ep.ID()
+			b := backends[id]
+			if b == nil {
+				b = h.backends[id]
+			}
+			if b == nil {
+				b = &backend{ep: ep, m: sm, transport: h.h1}
+				if ep.H2C {
+					b.transport = h.h2c
+				}
+			}
+			b.ep = ep
+			backends[id] = b
+			lr.backends = append(lr.backends, b)
+		}
+		live.routes[slug] = lr
+		h.metrics.endpoints.WithLabelValues(slug).Set(float64(len(lr.backends)))
+	}
+	for slug := range h.slugs {
+		if _, ok := t.Routes[slug]; !ok {
+			delete(h.slugs, slug)
+			h.metrics.forget(slug)
+		}
+	}
+	h.backends = backends
+	h.table.Store(live)
+	h.metrics.builds.Inc()
+	h.metrics.tableSlugs.Set(float64(len(live.routes)))
+}
+
+// Registry is the Prometheus registry holding the proxy's metrics.
+func (h *Handler) Registry() *prometheus.Registry { return h.metrics.reg }
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	code, sm, abort := h.serve(w, r)
+	sm.count(code)
+	sm.duration.Observe(time.Since(start).Seconds())
+	if h.opts.AccessLog {
+		h.log.Info("access", "slug", sm.slug, "method", r.Method, "target", r.RequestURI, "proto", r.Proto,
+			"status", code, "duration", time.Since(start), "remote", r.RemoteAddr, "aborted", abort)
+	}
+	if abort {
+		panic(http.ErrAbortHandler) // the upstream body broke: break the client's response too
+	}
+}
+
+// codeClientGone is recorded when the client went away before the response (nginx's 499).
+const codeClientGone = 499
+
+// serve handles one request and returns the status it answered with.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (code int, sm *slugMetrics, abort bool) {
+	if r.Method == http.MethodConnect {
+		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+		return writeError(w, http.StatusMethodNotAllowed, "CONNECT is not supported: slugway is a reverse proxy, not a forward proxy", ""), h.unknown, false
+	}
+	slug, path, query, hasQuery, perr := slugpath.Parse(r.RequestURI)
+	if perr != nil {
+		return writeError(w, perr.Status, perr.Msg, ""), h.unknown, false
+	}
+	rt := h.table.Load().routes[slug]
+	if rt == nil {
+		return writeError(w, http.StatusNotFound, "unknown slug", slug), h.unknown, false
+	}
+	if len(rt.backends) == 0 {
+		w.Header()["Retry-After"] = retryAfter
+		msg := "no healthy instance"
+		if rt.deleting {
+			msg = "the slug is being deleted"
+		}
+		return writeError(w, http.StatusServiceUnavailable, msg, slug), rt.m, false
+	}
+	if max := h.opts.MaxRequestBodyBytes; max > 0 && r.ContentLength > max {
+		return writeError(w, http.StatusRequestEntityTooLarge, "request body too large: the limit is "+strconv.FormatInt(max, 10)+" bytes", slug), rt.m, false
+	}
+	h.budget.deposit()
+	code, abort = h.forward(w, r, rt, path, query, hasQuery)
+	return code, rt.m, abort
+}
+
+var retryAfter = []string{"5"}
+
+type errorBody struct {
+	Error string `json:"error"`
+	Slug  string `json:"slug,omitempty"`
+}
+
+// writeError answers with a small JSON body. It never includes upstream addresses.
+func writeError(w http.ResponseWriter, code int, msg, slug string) int {
+	b, _ := json.Marshal(errorBody{Error: msg, Slug: slug})
+	hdr := w.Header()
+	hdr["Content-Type"] = jsonType
+	hdr["X-Content-Type-Options"] = nosniff
+	hdr["Cache-Control"] = noStore
+	hdr.Del("Content-Length")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+	return code
+}
+
+var (
+	jsonType = []string{"application/json"}
+	nosniff  = []string{"nosniff"}
+	noStore  = []string{"no-store"}
+)
+
+// errKind classifies a failed attempt.
+type errKind int
+
+const (
+	errOther   errKind = iota
+	errDial            // never reached the instance: safe to send elsewhere
+	errReset           // the connection broke before a response
+	errTimeout         // no response in time
+	errClient          // the client went away
+	errBodyTooLarge
+	errBody // reading the client's body failed
+)
+
+func (k errKind) String() string {
+	return [...]string{"other", "dial", "reset", "timeout", "client", "body-too-large", "body"}[k]
+}
+
+// dialError marks errors of the proxy's dialer, whatever the Dial hook returns.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return "dial: " + e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+func classify(r *http.Request, err error) errKind {
+	var de *dialError
+	var mbe *http.MaxBytesError
+	var ne net.Error
+	switch {
+	case r.Context().Err() != nil && !errors.Is(err, context.DeadlineExceeded):
+		return errClient
+	case errors.As(err, &mbe):
+		return errBodyTooLarge
+	case errors.As(err, &de):
+		return errDial // even a dial timeout never reached the instance
+	case errors.Is(err, errClientBody):
+		return errBody
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return errTimeout
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), isConnReset(err):
+		return errReset
+	}
+	return errOther
+}
+
+// trusted reports whether X-Forwarded-* headers from this peer may be kept.
+func (h *Handler) trusted(remoteIP string) bool {
+	if len(h.opts.TrustedProxies) == 0 {
+		return false
+	}
+	ip, err := netip.ParseAddr(remoteIP)
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, p := range h.opts.TrustedProxies {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}

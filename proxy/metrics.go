@@ -1,0 +1,108 @@
+package proxy
+
+import (
+	"strconv"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// unknownSlug labels requests that named no known slug, so that arbitrary paths
+// cannot create metric series.
+const unknownSlug = "(unknown)"
+
+type metrics struct {
+	reg         *prometheus.Registry
+	requests    *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	upstreamErr *prometheus.CounterVec
+	retries     *prometheus.CounterVec
+	ejections   *prometheus.CounterVec
+	endpoints   *prometheus.GaugeVec
+	builds      prometheus.Counter
+	propagation prometheus.Histogram
+	tableSlugs  prometheus.Gauge
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "slugway_proxy_requests_total", Help: "Requests answered, by slug and HTTP status code.",
+		}, []string{"slug", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "slugway_proxy_request_duration_seconds", Help: "Time from a request's arrival to the end of its response, by slug.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"slug"}),
+		upstreamErr: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "slugway_proxy_upstream_errors_total", Help: "Failed attempts to get a response from an instance, by slug and kind (dial, reset, timeout, other).",
+		}, []string{"slug", "kind"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "slugway_proxy_retries_total", Help: "Requests sent again to another instance, by slug.",
+		}, []string{"slug"}),
+		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "slugway_proxy_ejections_total", Help: "Instances taken out of rotation by passive health checking, by slug.",
+		}, []string{"slug"}),
+		endpoints: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "slugway_proxy_routable_endpoints", Help: "Instances the route table sends a slug's traffic to.",
+		}, []string{"slug"}),
+		builds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "slugway_proxy_route_table_builds_total", Help: "Route tables built from the watched Instances and ServiceAccounts.",
+		}),
+		propagation: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "slugway_proxy_route_propagation_seconds", Help: "Time from a watch event to the route table that includes it serving requests.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}),
+		tableSlugs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "slugway_proxy_route_table_slugs", Help: "Slugs in the current route table.",
+		}),
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.upstreamErr, m.retries, m.ejections, m.endpoints, m.builds, m.propagation, m.tableSlugs,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// slugMetrics are one slug's series, resolved once so that the request path
+// does no label hashing.
+type slugMetrics struct {
+	slug      string
+	vecs      *metrics
+	duration  prometheus.Observer
+	retries   prometheus.Counter
+	ejections prometheus.Counter
+	codes     [500]atomic.Pointer[prometheus.Counter] // index: status-100
+}
+
+func (m *metrics) forSlug(slug string) *slugMetrics {
+	return &slugMetrics{
+		slug:      slug,
+		vecs:      m,
+		duration:  m.duration.WithLabelValues(slug),
+		retries:   m.retries.WithLabelValues(slug),
+		ejections: m.ejections.WithLabelValues(slug),
+	}
+}
+
+func (s *slugMetrics) count(code int) {
+	if code < 100 || code > 599 {
+		s.vecs.requests.WithLabelValues(s.slug, strconv.Itoa(code)).Inc()
+		return
+	}
+	p := s.codes[code-100].Load()
+	if p == nil {
+		c := s.vecs.requests.WithLabelValues(s.slug, strconv.Itoa(code))
+		p = &c
+		s.codes[code-100].Store(p)
+	}
+	(*p).Inc()
+}
+
+func (s *slugMetrics) upstreamError(kind string) {
+	s.vecs.upstreamErr.WithLabelValues(s.slug, kind).Inc()
+}
+
+// forget removes the series of a slug that left the table.
+func (m *metrics) forget(slug string) {
+	m.endpoints.DeleteLabelValues(slug)
+}

@@ -1,0 +1,227 @@
+// Package proxy is slugway's data plane. It watches Instances and ServiceAccounts,
+// turns them into a route table (package routes), and routes /<slug>/... to the
+// slug's healthy instances, path unchanged.
+//
+// One file, one job: watch.go feeds the table, handler.go answers requests,
+// forward.go talks to instances, balancer.go picks them, metrics.go counts,
+// and this file runs the servers.
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/rest"
+)
+
+// Proxy is a running data plane: the watcher, the handler and its servers.
+type Proxy struct {
+	opts    Options
+	log     logr.Logger
+	handler *Handler
+	watcher *watcher
+	ready   atomic.Bool
+
+	ln, tlsLn, adminLn net.Listener
+}
+
+// Run starts the proxy and blocks until ctx is cancelled, then shuts down gracefully.
+func Run(ctx context.Context, cfg *rest.Config, o Options) error {
+	p, err := New(cfg, o)
+	if err != nil {
+		return err
+	}
+	return p.Run(ctx)
+}
+
+// New binds the listeners and prepares the watcher; Run starts everything.
+func New(cfg *rest.Config, o Options) (*Proxy, error) {
+	o.defaults()
+	if o.LBPolicy != PolicyP2C && o.LBPolicy != PolicyRoundRobin {
+		return nil, fmt.Errorf("unknown load-balancing policy %q: use %q or %q", o.LBPolicy, PolicyP2C, PolicyRoundRobin)
+	}
+	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
+		return nil, errors.New("TLS needs both a certificate and a key file (--tls-cert-file and --tls-key-file)")
+	}
+	p := &Proxy{opts: o, log: o.Logger, handler: NewHandler(o)}
+	w, err := newWatcher(cfg, p.handler, o)
+	if err != nil {
+		return nil, err
+	}
+	p.watcher = w
+	listen := func(l net.Listener, addr, what string) (net.Listener, error) {
+		if l != nil {
+			return l, nil
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("listening for %s on %s: %w (pick another address with its flag)", what, addr, err)
+		}
+		return l, nil
+	}
+	if p.ln, err = listen(o.Listener, o.Listen, "traffic"); err != nil {
+		return nil, err
+	}
+	if o.TLSCertFile != "" {
+		if _, err := tls.LoadX509KeyPair(o.TLSCertFile, o.TLSKeyFile); err != nil {
+			p.ln.Close()
+			return nil, fmt.Errorf("loading the TLS certificate: %w", err)
+		}
+		if p.tlsLn, err = listen(o.TLSListener, o.TLSListen, "TLS traffic"); err != nil {
+			p.ln.Close()
+			return nil, err
+		}
+	}
+	if p.adminLn, err = listen(o.AdminListener, o.AdminListen, "the admin endpoints"); err != nil {
+		p.ln.Close()
+		if p.tlsLn != nil {
+			p.tlsLn.Close()
+		}
+		return nil, err
+	}
+	return p, nil
+}
+
+// Addr is the plain traffic address; TLSAddr the TLS one ("" without TLS); AdminAddr the admin one.
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// TLSAddr is the address of the TLS listener, or "" when TLS is off.
+func (p *Proxy) TLSAddr() string {
+	if p.tlsLn == nil {
+		return ""
+	}
+	return p.tlsLn.Addr().String()
+}
+
+// AdminAddr is the address of /healthz, /readyz and /metrics.
+func (p *Proxy) AdminAddr() string { return p.adminLn.Addr().String() }
+
+// Handler is the data-plane handler (tests inspect its table and metrics).
+func (p *Proxy) Handler() *Handler { return p.handler }
+
+// Ready reports whether the caches synced and the first route table is serving.
+func (p *Proxy) Ready() bool { return p.ready.Load() }
+
+// Run serves until ctx is cancelled. Then /readyz fails, and after ShutdownDelay
+// the listeners close, requests in flight drain (up to DrainTimeout), upgraded
+// connections are closed, and Run returns.
+func (p *Proxy) Run(ctx context.Context) error {
+	o := p.opts
+	errc := make(chan error, 4)
+	admin := &http.Server{Handler: p.adminMux(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { errc <- serveErr("admin", admin.Serve(p.adminLn)) }()
+
+	wctx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	watchDone := make(chan error, 1)
+	go func() { watchDone <- p.watcher.run(wctx, func() { p.ready.Store(true); p.log.Info("route table ready") }) }()
+
+	errorLog := log.New(logWriter{p.log.WithName("http")}, "", 0)
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true) // h2c with prior knowledge
+	protos.SetHTTP2(true)
+	newServer := func() *http.Server {
+		return &http.Server{
+			Handler:           p.handler,
+			ReadHeaderTimeout: o.ReadHeaderTimeout,
+			IdleTimeout:       o.IdleTimeout,
+			MaxHeaderBytes:    o.MaxHeaderBytes,
+			Protocols:         &protos,
+			ErrorLog:          errorLog,
+		}
+	}
+	servers := []*http.Server{newServer()}
+	go func() { errc <- serveErr("traffic", servers[0].Serve(p.ln)) }()
+	if p.tlsLn != nil {
+		s := newServer()
+		servers = append(servers, s)
+		go func() { errc <- serveErr("TLS traffic", s.ServeTLS(p.tlsLn, o.TLSCertFile, o.TLSKeyFile)) }()
+	}
+	p.log.Info("proxy listening", "addr", p.Addr(), "tls", p.TLSAddr(), "admin", p.AdminAddr(), "lbPolicy", o.LBPolicy)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	case runErr = <-watchDone:
+		if runErr == nil {
+			runErr = errors.New("the route watcher stopped")
+		}
+	}
+	p.ready.Store(false)
+	p.log.Info("shutting down: draining requests in flight", "delay", o.ShutdownDelay, "drainTimeout", o.DrainTimeout)
+	if runErr == nil && o.ShutdownDelay > 0 {
+		time.Sleep(o.ShutdownDelay)
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), o.DrainTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, s := range servers {
+		wg.Go(func() {
+			if err := s.Shutdown(dctx); err != nil {
+				p.log.Info("drain incomplete, closing connections", "error", err.Error())
+				s.Close()
+			}
+		})
+	}
+	wg.Wait()
+	p.handler.closeUpgraded()
+	stopWatch()
+	<-watchDone
+	_ = admin.Shutdown(dctx)
+	return runErr
+}
+
+func serveErr(what string, err error) error {
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("%s server: %w", what, err)
+}
+
+func (p *Proxy) adminMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !p.ready.Load() {
+			http.Error(w, "not ready: the route table is not built yet (or the proxy is shutting down)", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(p.handler.Registry(), promhttp.HandlerOpts{}))
+	if p.opts.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return mux
+}
+
+// closeUpgraded closes upgraded (WebSocket) connections, which Shutdown does not track.
+func (h *Handler) closeUpgraded() {
+	h.hijacked.Range(func(k, _ any) bool {
+		k.(net.Conn).Close()
+		return true
+	})
+}
+
+// logWriter sends net/http's own log lines (TLS handshake errors and such) to logr.
+type logWriter struct{ log logr.Logger }
+
+func (w logWriter) Write(b []byte) (int, error) {
+	w.log.V(1).Info(string(b))
+	return len(b), nil
+}
