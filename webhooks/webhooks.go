@@ -17,10 +17,12 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
+	"github.com/slugway/slugway/controllers"
 	"github.com/slugway/slugway/registry"
 )
 
@@ -142,6 +144,13 @@ func (v *InstanceValidator) Handle(ctx context.Context, req admission.Request) a
 			return admission.Denied(fmt.Sprintf("spec.url %q is not allowed: %v", inst.Spec.URL, err))
 		}
 	}
+	if req.Operation == "CREATE" || (req.Operation == "UPDATE" && old.Spec.Slug != inst.Spec.Slug) {
+		// Nobody, admins included, may pre-plant instances for a slug that is not claimed, or
+		// add them to a slug being released: they would be inherited by the slug's next claimant.
+		if resp, ok := v.requireLiveSlug(ctx, inst.Spec.Slug, verbOf(string(req.Operation)), what); !ok {
+			return resp
+		}
+	}
 	if !privileged {
 		if resp, ok := v.requireOwner(ctx, user, verbOf(string(req.Operation)), what, inst.Spec.Slug); !ok {
 			return resp
@@ -164,7 +173,7 @@ func (v *InstanceValidator) requireOwner(ctx context.Context, user, verb, what, 
 	var sa slugwayv1.ServiceAccount
 	if err := v.Slugs.Get(ctx, types.NamespacedName{Name: slug}, &sa); err != nil {
 		if apierrors.IsNotFound(err) {
-			return admission.Denied(fmt.Sprintf("slug %q is not claimed: create the ServiceAccount %q (kind ServiceAccount, apiVersion slugway.io/v1alpha1) before you %s %s", slug, slug, verb, what)), false
+			return notClaimed(slug, verb, what), false
 		}
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("looking up slug %q: %w", slug, err)), false
 	}
@@ -172,6 +181,25 @@ func (v *InstanceValidator) requireOwner(ctx context.Context, user, verb, what, 
 		return notOwner(v.Config, user, verb, what, slug, sa.Spec.Owner), false
 	}
 	return admission.Response{}, true
+}
+
+// requireLiveSlug refuses a slug that is not claimed or whose ServiceAccount is being deleted.
+func (v *InstanceValidator) requireLiveSlug(ctx context.Context, slug, verb, what string) (admission.Response, bool) {
+	var sa slugwayv1.ServiceAccount
+	if err := v.Slugs.Get(ctx, types.NamespacedName{Name: slug}, &sa); err != nil {
+		if apierrors.IsNotFound(err) {
+			return notClaimed(slug, verb, what), false
+		}
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("looking up slug %q: %w", slug, err)), false
+	}
+	if !sa.DeletionTimestamp.IsZero() {
+		return admission.Denied(fmt.Sprintf("slug %q is being released (its ServiceAccount is being deleted, with its instances): wait until it is gone and claim it again before you create %s", slug, what)), false
+	}
+	return admission.Response{}, true
+}
+
+func notClaimed(slug, verb, what string) admission.Response {
+	return admission.Denied(fmt.Sprintf("slug %q is not claimed: create the ServiceAccount %q (kind ServiceAccount, apiVersion slugway.io/v1alpha1) before you %s %s", slug, slug, verb, what))
 }
 
 // checkURLFree refuses a URL already served by another slug's instance.
@@ -221,11 +249,16 @@ func (v *ServiceAccountValidator) Handle(_ context.Context, req admission.Reques
 		return notOwner(v.Config, user, verbOf(string(req.Operation)), what, old.Name, old.Spec.Owner)
 	case req.Operation == "UPDATE" && sa.Spec.Owner != old.Spec.Owner:
 		return admission.Denied(fmt.Sprintf("user %q may not change spec.owner of %s from %q to %q: only members of %s may transfer a slug", user, what, old.Spec.Owner, sa.Spec.Owner, groupList(v.Access.AdminGroups)))
+	case req.Operation == "UPDATE" && controllerutil.ContainsFinalizer(&old, controllers.FinalizerInstances) && !controllerutil.ContainsFinalizer(&sa, controllers.FinalizerInstances):
+		// Without it, deleting the slug would leave its instances for the next claimant.
+		return admission.Denied(fmt.Sprintf("user %q may not remove the finalizer %q from %s: the slugway controller removes it after deleting the slug's instances, so that the next claimant of the slug does not inherit them", user, controllers.FinalizerInstances, what))
 	}
 	return admission.Allowed("")
 }
 
-// ServiceAccountDefaulter fills spec.owner with the creating user when it is empty.
+// ServiceAccountDefaulter fills spec.owner with the creating user when it is empty,
+// and adds the instance-deleting finalizer from the start, so that a slug deleted
+// before the controller has seen it still takes its instances with it.
 type ServiceAccountDefaulter struct {
 	Decoder admission.Decoder
 }
@@ -236,9 +269,13 @@ func (d *ServiceAccountDefaulter) Handle(_ context.Context, req admission.Reques
 	if err := d.Decoder.DecodeRaw(req.Object, &sa); err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
-	if sa.Spec.Owner != "" {
-		return admission.Allowed("owner set")
+	changed := controllerutil.AddFinalizer(&sa, controllers.FinalizerInstances)
+	if sa.Spec.Owner == "" {
+		sa.Spec.Owner = req.UserInfo.Username
+		changed = true
 	}
-	sa.Spec.Owner = req.UserInfo.Username
+	if !changed {
+		return admission.Allowed("owner and finalizer set")
+	}
 	return patchFrom(req.Object.Raw, &sa)
 }
