@@ -244,3 +244,13 @@ func (h *Handler) trusted(remoteIP string) bool {
 	}
 	return false
 }
+
+// Route reports what the current table holds for a slug: whether it is known
+// and how many endpoints it routes to. Tests and debugging use it.
+func (h *Handler) Route(slug string) (known bool, endpoints int) {
+	r := h.table.Load().routes[slug]
+	if r == nil {
+		return false, 0
+	}
+	return true, len(r.backends)
+}
