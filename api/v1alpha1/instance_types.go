@@ -35,6 +35,8 @@ const (
 // +kubebuilder:validation:XValidation:rule="!has(self.interval) || !has(self.timeout) || duration(self.interval) > duration(self.timeout)",message="healthCheck.interval must be greater than healthCheck.timeout"
 // +kubebuilder:validation:XValidation:rule="!has(self.degradedAfter) || !has(self.timeout) || duration(self.degradedAfter) <= duration(self.timeout)",message="healthCheck.degradedAfter must not exceed healthCheck.timeout"
 // +kubebuilder:validation:XValidation:rule="!has(self.ttl) || duration(self.ttl) >= duration('1s')",message="healthCheck.ttl must be at least 1s"
+// +kubebuilder:validation:XValidation:rule="!has(self.timeout) || duration(self.timeout) > duration('0s')",message="healthCheck.timeout must be positive, for example 2s"
+// +kubebuilder:validation:XValidation:rule="!has(self.degradedAfter) || duration(self.degradedAfter) > duration('0s')",message="healthCheck.degradedAfter must be positive, for example 1s"
 type HealthCheck struct {
 	// Type is http (the default), tcp or heartbeat.
 	// +kubebuilder:default=http
@@ -44,7 +46,7 @@ type HealthCheck struct {
 	// Path is requested by http checks, joined to spec.url's own path. A 2xx or 3xx status is healthy.
 	// +kubebuilder:default="/healthz"
 	// +kubebuilder:validation:MaxLength=1024
-	// +kubebuilder:validation:Pattern=`^/[^#\s]*$`
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('/') && !self.matches('[#[:space:]]')",message="healthCheck.path must start with '/' and contain no whitespace or '#', for example /healthz"
 	// +optional
 	Path string `json:"path,omitempty"`
 
@@ -124,7 +126,7 @@ type InstanceSpec struct {
 	// Slug is the ServiceAccount (slug) this instance serves. It cannot change.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
-	// +kubebuilder:validation:Pattern=`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([a-z0-9-]*[a-z0-9])?$')",message="spec.slug must be a lowercase DNS label, the name of the slug's ServiceAccount: lowercase letters, digits and '-', starting and ending with a letter or digit"
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.slug is immutable: delete the Instance and create a new one for another slug"
 	Slug string `json:"slug"`
 
