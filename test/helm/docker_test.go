@@ -1,0 +1,141 @@
+package helm_test
+
+import (
+	"debug/elf"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// dockerfile returns the Dockerfile's instructions, continuation lines joined.
+func dockerfile(t *testing.T) []string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(env.Root, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	var cur strings.Builder
+	for _, line := range strings.Split(string(raw), "\n") {
+		trimmed := strings.TrimSpace(line)
+		if cur.Len() == 0 && (trimmed == "" || strings.HasPrefix(trimmed, "#")) {
+			continue
+		}
+		if strings.HasSuffix(trimmed, "\\") {
+			cur.WriteString(strings.TrimSuffix(trimmed, "\\") + " ")
+			continue
+		}
+		cur.WriteString(trimmed)
+		out = append(out, cur.String())
+		cur.Reset()
+	}
+	return out
+}
+
+// The final image holds only the binary, runs it as non-root, and lets the chart pick
+// the subcommand.
+func TestDockerfileFinalStage(t *testing.T) {
+	var stages [][]string
+	for _, ins := range dockerfile(t) {
+		if strings.HasPrefix(strings.ToUpper(ins), "FROM ") {
+			stages = append(stages, nil)
+		}
+		if len(stages) > 0 {
+			stages[len(stages)-1] = append(stages[len(stages)-1], ins)
+		}
+	}
+	if len(stages) < 2 {
+		t.Fatalf("want a multi-stage build (builder, then final), got %d stage(s)", len(stages))
+	}
+	final := stages[len(stages)-1]
+	if !regexp.MustCompile(`^FROM (scratch|\S*distroless/static\S*)$`).MatchString(final[0]) {
+		t.Errorf("final stage %q: want scratch or a distroless static image", final[0])
+	}
+	var user, entrypoint string
+	for _, ins := range final {
+		switch {
+		case strings.HasPrefix(ins, "USER "):
+			user = strings.TrimPrefix(ins, "USER ")
+		case strings.HasPrefix(ins, "ENTRYPOINT "):
+			entrypoint = strings.TrimPrefix(ins, "ENTRYPOINT ")
+		case strings.HasPrefix(ins, "CMD "), strings.HasPrefix(ins, "RUN "):
+			t.Errorf("final stage runs %q: the chart passes the subcommand as args, and there is no shell", ins)
+		}
+	}
+	if !regexp.MustCompile(`^[1-9][0-9]*(:[1-9][0-9]*)?$`).MatchString(user) {
+		t.Errorf("USER %q: want a numeric non-root user, so that runAsNonRoot can verify it", user)
+	}
+	if entrypoint != `["/slugway"]` {
+		t.Errorf(`ENTRYPOINT %s, want ["/slugway"]`, entrypoint)
+	}
+}
+
+// There is no Docker engine here, so run the Dockerfile's own `go build` command (read
+// from the file, so the two cannot drift) and check that the result is a static binary
+// that runs on an empty image.
+func TestDockerfileBuildIsStatic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: building the binary with the image's flags takes minutes on a cold build cache")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("the image is linux; the ELF checks need a linux build")
+	}
+	var build string
+	for _, ins := range dockerfile(t) {
+		if strings.HasPrefix(ins, "RUN ") && strings.Contains(ins, " go build ") {
+			build = ins
+		}
+	}
+	i := strings.Index(build, "CGO_ENABLED=0")
+	if i < 0 {
+		t.Fatalf("the Dockerfile's go build does not set CGO_ENABLED=0 (a cgo binary needs libc, which the final image lacks): %q", build)
+	}
+	cmdline := build[i:]
+	if !strings.Contains(cmdline, "-o /out/slugway") {
+		t.Fatalf("go build must write /out/slugway, which the final stage copies: %q", cmdline)
+	}
+	out := filepath.Join(t.TempDir(), "slugway")
+	cmdline = strings.Replace(cmdline, "-o /out/slugway", "-o "+out, 1)
+
+	start := time.Now()
+	cmd := exec.Command("sh", "-c", cmdline)
+	cmd.Dir = env.Root
+	cmd.Env = append(os.Environ(), "TARGETOS=linux", "TARGETARCH="+runtime.GOARCH, "VERSION=v0.0.0-test")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", cmdline, err, b)
+	}
+	t.Logf("%s took %s", cmdline, time.Since(start).Round(time.Millisecond))
+
+	f, err := elf.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Errorf("the binary has a PT_INTERP program header: it is dynamically linked")
+		}
+		if p.Type == elf.PT_DYNAMIC {
+			t.Errorf("the binary has a PT_DYNAMIC segment: it is dynamically linked")
+		}
+	}
+	if libs, err := f.ImportedLibraries(); err != nil || len(libs) != 0 {
+		t.Errorf("the binary needs shared libraries %v (%v)", libs, err)
+	}
+	if f.Section(".symtab") != nil {
+		t.Errorf("the binary has a symbol table: -ldflags \"-s -w\" should strip it")
+	}
+	// It runs, and the version is stamped through -X main.version.
+	got, err := exec.Command(out, "version").Output()
+	if err != nil || strings.TrimSpace(string(got)) != "v0.0.0-test" {
+		t.Errorf("slugway version = %q (%v), want the VERSION build arg", got, err)
+	}
+	if b, err := exec.Command(out, "controller", "-h").CombinedOutput(); !strings.Contains(string(b), "-webhook-cert-dir") {
+		t.Errorf("slugway controller -h (%v):\n%s", err, b)
+	}
+}
