@@ -61,7 +61,7 @@ type Options struct {
 	EjectBase, EjectMax time.Duration
 
 	// Coalesce is how long the watcher waits after an event for more before
-	// rebuilding the route table. Default 20ms.
+	// rebuilding the route table. Default 10ms.
 	Coalesce time.Duration
 	// DrainTimeout bounds the graceful shutdown's wait for requests in flight. Default 30s.
 	DrainTimeout time.Duration
@@ -107,7 +107,7 @@ func (o *Options) defaults() {
 	set(&o.ReadHeaderTimeout, 10*time.Second)
 	set(&o.EjectBase, time.Second)
 	set(&o.EjectMax, 30*time.Second)
-	set(&o.Coalesce, 20*time.Millisecond)
+	set(&o.Coalesce, 10*time.Millisecond)
 	set(&o.DrainTimeout, 30*time.Second)
 	if o.MaxHeaderBytes == 0 {
 		o.MaxHeaderBytes = 64 << 10

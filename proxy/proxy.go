@@ -125,7 +125,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 	wctx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
 	watchDone := make(chan error, 1)
-	go func() { watchDone <- p.watcher.run(wctx, func() { p.ready.Store(true); p.log.Info("route table ready") }) }()
+	go func() {
+		watchDone <- p.watcher.run(wctx, func() { p.ready.Store(true); p.log.Info("route table ready") })
+	}()
 
 	errorLog := log.New(logWriter{p.log.WithName("http")}, "", 0)
 	var protos http.Protocols
