@@ -162,3 +162,26 @@ func deleteAllButNamespaceAndCRDs(t *testing.T, rendered string) {
 		t.Error(err)
 	}
 }
+
+// The optional cert-manager component issues the certificate the controller mounts and
+// has the CA injected into both webhook configurations.
+func TestKustomizeCertManagerComponent(t *testing.T) {
+	m := parse(t, must(t, "kubectl", nil, "kustomize", "testdata/kustomize-certmanager"))
+	cert, ok := m["Certificate/slugway-webhook"]
+	if !ok {
+		t.Fatalf("no Certificate rendered: %v", m.keys())
+	}
+	spec := cert.Object["spec"].(map[string]any)
+	ctrl := get[appsv1.Deployment](t, m, "Deployment/slugway-controller")
+	if vol := ctrl.Spec.Template.Spec.Volumes[0].Secret.SecretName; spec["secretName"] != vol {
+		t.Errorf("Certificate writes %v, the controller mounts %s", spec["secretName"], vol)
+	}
+	if cert.GetNamespace() != kustomizeNamespace || !slices.Contains(spec["dnsNames"].([]any), any("slugway-webhook-service."+kustomizeNamespace+".svc")) {
+		t.Errorf("Certificate %s/%s for %v, want the webhook Service in %s", cert.GetNamespace(), cert.GetName(), spec["dnsNames"], kustomizeNamespace)
+	}
+	for _, key := range []string{"ValidatingWebhookConfiguration/slugway-validating-webhook-configuration", "MutatingWebhookConfiguration/slugway-mutating-webhook-configuration"} {
+		if got := m[key].GetAnnotations()["cert-manager.io/inject-ca-from"]; got != kustomizeNamespace+"/slugway-webhook" {
+			t.Errorf("%s: inject-ca-from %q", key, got)
+		}
+	}
+}
