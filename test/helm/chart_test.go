@@ -348,6 +348,13 @@ func TestTemplateHALoadBalancer(t *testing.T) {
 	if args := ctrl.Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, "--admin-groups=system:masters,platform:ops") {
 		t.Errorf("controller args %v lack the configured admin groups", args)
 	}
+	deny := "--deny-cidrs=169.254.0.0/16,fd00:ec2::254/128,100.64.0.0/10"
+	if pa := proxy.Spec.Template.Spec.Containers[0].Args; !slices.Contains(pa, deny) || !slices.Contains(pa, "--trusted-proxies=10.0.0.0/8") {
+		t.Errorf("proxy args %v lack the configured deny list and trusted proxies", pa)
+	}
+	if !slices.Contains(ctrl.Spec.Template.Spec.Containers[0].Args, deny) {
+		t.Errorf("controller args lack the deny list the proxy has: the SSRF guard must agree")
+	}
 	checkWebhooks(t, m, namespace)
 }
 

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
 )
 
 // dockerfile returns the Dockerfile's instructions, continuation lines joined.
@@ -137,5 +139,27 @@ func TestDockerfileBuildIsStatic(t *testing.T) {
 	}
 	if b, err := exec.Command(out, "controller", "-h").CombinedOutput(); !strings.Contains(string(b), "-webhook-cert-dir") {
 		t.Errorf("slugway controller -h (%v):\n%s", err, b)
+	}
+
+	// Every flag the chart and config/ pass is one the binary defines: parse them,
+	// then stop at -h before anything starts.
+	rendered := map[string]string{
+		"helm default": helmTemplate(t, release, namespace),
+		"helm HA":      helmTemplate(t, release, namespace, "-f", "testdata/ha-values.yaml"),
+		"kustomize":    must(t, "kubectl", nil, "kustomize", kustomizeDir()),
+	}
+	for source, text := range rendered {
+		for key, u := range parse(t, text) {
+			if u.GetKind() != "Deployment" {
+				continue
+			}
+			d := get[appsv1.Deployment](t, parse(t, text), key)
+			for _, c := range d.Spec.Template.Spec.Containers {
+				b, _ := exec.Command(out, append(c.Args, "-h")...).CombinedOutput()
+				if strings.Contains(string(b), "not defined") || !strings.Contains(string(b), "Usage of slugway "+c.Args[0]) {
+					t.Errorf("%s %s: slugway rejects the args %v:\n%s", source, key, c.Args, b)
+				}
+			}
+		}
 	}
 }
