@@ -93,7 +93,8 @@ type Options struct {
 	// status.lastHeartbeat itself; see Heartbeat.
 	HealthCheck slugwayv1.HealthCheck
 	// HeartbeatInterval is how often a heartbeat-mode Instance is renewed, before
-	// jitter of ±10%. Default: a third of the TTL.
+	// jitter of ±10%. Default: a third of the TTL (less for TTLs under 4s, since
+	// lastHeartbeat is stored to the second).
 	HeartbeatInterval time.Duration
 	// Resync is how often a probe-mode registration checks that its Instance still
 	// exists and re-creates it if it was deleted (say, expired while unreachable).
@@ -267,13 +268,20 @@ func newRegistration(opts Options) (*Registration, error) {
 	case r.beat && opts.HeartbeatInterval > 0:
 		r.interval = opts.HeartbeatInterval
 	case r.beat:
-		r.interval = opts.HealthCheck.TTLOrDefault() / 3
+		r.interval = heartbeatInterval(opts.HealthCheck.TTLOrDefault())
 	case opts.Resync == 0:
 		r.interval = 30 * time.Second
 	case opts.Resync > 0:
 		r.interval = opts.Resync
 	}
 	return r, nil
+}
+
+// heartbeatInterval is a third of the TTL, but for short TTLs it leaves room for
+// lastHeartbeat being stored to the second (up to 1s older than the beat): at most
+// (ttl-1s)/2, and never under 200ms.
+func heartbeatInterval(ttl time.Duration) time.Duration {
+	return max(min(ttl/3, (ttl-time.Second)/2), 200*time.Millisecond)
 }
 
 // PodOwnerReference is the ownerReference that ties an Instance to its pod, so that

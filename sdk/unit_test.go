@@ -112,6 +112,19 @@ func TestDefaultsFromEnvironment(t *testing.T) {
 	}
 }
 
+func TestHeartbeatInterval(t *testing.T) {
+	for ttl, want := range map[time.Duration]time.Duration{
+		30 * time.Second: 10 * time.Second,
+		4 * time.Second:  1333333333,
+		2 * time.Second:  500 * time.Millisecond,
+		time.Second:      200 * time.Millisecond,
+	} {
+		if got := heartbeatInterval(ttl); got != want {
+			t.Errorf("heartbeatInterval(%s) = %s, want %s", ttl, got, want)
+		}
+	}
+}
+
 func TestIsTransient(t *testing.T) {
 	gr := schema.GroupResource{Group: "slugway.io", Resource: "instances"}
 	transient := []error{
