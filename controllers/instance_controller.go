@@ -100,6 +100,11 @@ func (r *InstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	apimeta.SetStatusCondition(&desired.Conditions, readyCondition(desired.Status, owned, hv.message, inst.Generation))
 
 	if err := r.writeStatus(ctx, &inst, desired); err != nil {
+		if apierrors.IsConflict(err) {
+			// Our cached copy was stale (a heartbeat or our own last write is still on its
+			// way): recompute from the fresh object rather than log an error.
+			return ctrl.Result{Requeue: true}, nil
+		}
 		return ctrl.Result{}, err
 	}
 
