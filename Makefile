@@ -48,8 +48,14 @@ controlplane: ## Build kube-apiserver, etcd, kubectl, kube-controller-manager an
 	hack/controlplane.sh >/dev/null
 
 .PHONY: test
-test: controlplane verify vet ## Run every test against a real kube-apiserver and etcd.
+test: controlplane verify vet ## Run every test against a real kube-apiserver and etcd, then each fuzzer briefly.
 	go test $(GO_TEST_FLAGS) ./...
+	$(MAKE) --no-print-directory fuzz
+
+FUZZTIME ?= 10s
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME (default 10s) each, after its seed corpus.
+	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
 ##@ Build
 
