@@ -338,6 +338,14 @@ func TestTemplateHALoadBalancer(t *testing.T) {
 		!slices.Equal(svc.Spec.LoadBalancerSourceRanges, []string{"10.0.0.0/8"}) {
 		t.Errorf("proxy Service %+v, want a LoadBalancer as configured", svc.Spec)
 	}
+	if len(svc.Spec.Ports) != 2 || svc.Spec.Ports[1].Name != "https" || svc.Spec.Ports[1].Port != 443 || svc.Spec.Ports[1].TargetPort.String() != "https" {
+		t.Errorf("proxy Service ports %+v, want http and, with proxy.tls, https", svc.Spec.Ports)
+	}
+	pc := proxy.Spec.Template.Spec.Containers[0]
+	if !slices.Contains(pc.Args, "--tls-cert-file=/var/run/slugway/proxy-tls/tls.crt") || !hasPort(pc, "https", 8443) ||
+		len(pc.VolumeMounts) != 1 || proxy.Spec.Template.Spec.Volumes[0].Secret.SecretName != "proxy-cert" {
+		t.Errorf("proxy with tls.secretName: args %v ports %+v mounts %+v", pc.Args, pc.Ports, pc.VolumeMounts)
+	}
 	if metrics := get[corev1.Service](t, m, "Service/"+fullname+"-proxy-metrics"); metrics.Spec.Type != corev1.ServiceTypeClusterIP {
 		t.Errorf("the admin/metrics port must stay cluster-internal, got %s", metrics.Spec.Type)
 	}
