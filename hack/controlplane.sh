@@ -87,7 +87,15 @@ fi
 if [ ! -x "$out/helm" ]; then
   log "building helm $HELM_VERSION"
   start=$(date +%s)
-  GOBIN="$out" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  # Stamp the version and the Kubernetes version helm assumes when no cluster is
+  # connected (helm template/lint), as helm's own Makefile does from its k8s.io modules.
+  helm_mod="$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')"
+  helm_k8s_minor="$(awk '$1 == "k8s.io/client-go" {print $2}' "$helm_mod" | cut -d. -f2)"
+  hflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+    hflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=${helm_k8s_minor:-37}"
+  done
+  GOBIN="$out" CGO_ENABLED=0 go install -trimpath -ldflags "$hflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   log "built helm in $(( $(date +%s) - start ))s"
 fi
 
