@@ -95,11 +95,11 @@ func main() {
 	flag.StringVar(&c.Out, "out", "", "write the JSON result here (default: stdout only)")
 	flag.StringVar(&c.WorkDir, "workdir", "", "logs and profiles (default: a temporary directory)")
 	flag.Parse()
-	if c.Slugs == 0 {
+	if c.Slugs == 0 && c.Instances > 1 {
 		c.Slugs = max((c.Instances-1)/10, 1)
 	}
-	if c.Instances < 1 || c.Ports < 1 {
-		fail(errors.New("-instances and -ports must be at least 1"))
+	if c.Instances < 1 || c.Ports < 1 || (c.Instances > 1 && c.Slugs < 1) {
+		fail(errors.New("-instances and -ports must be at least 1, and -slugs too with more than one instance"))
 	}
 	if c.ChurnRate < 0 {
 		c.ChurnRate = float64(c.Instances) / 30
