@@ -408,8 +408,11 @@ func TestTransientFailuresAreRetried(t *testing.T) {
 		t.Fatalf("Register gave up on transient failures: %v", err)
 	}
 	defer func() { _ = reg.Close(ctx) }()
-	if rec.failed != 4 {
-		t.Fatalf("%d injected failures consumed, want 4", rec.failed)
+	rec.mu.Lock()
+	failed := rec.failed
+	rec.mu.Unlock()
+	if failed != 4 {
+		t.Fatalf("%d injected failures consumed, want 4", failed)
 	}
 	waitStatus(t, reg.Instance(), slugwayv1.HealthHealthy, 5*time.Second)
 
