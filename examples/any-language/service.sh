@@ -32,7 +32,11 @@ LISTEN_PORT=${LISTEN_PORT-9312}
 TTL_SECONDS=${TTL_SECONDS:-30}
 SELF_URL=${SELF_URL:?set SELF_URL to this service\'s URL, e.g. http://\$(POD_IP):9312 from the downward API}
 NAMESPACE=${POD_NAMESPACE:-$(cat "$SA_DIR/namespace" 2>/dev/null || echo default)}
-KUBE_API=${KUBE_API:-https://${KUBERNETES_SERVICE_HOST:?not in a pod: set KUBE_API}:${KUBERNETES_SERVICE_PORT:-443}}
+if [[ -z ${KUBE_API:-} ]]; then
+  host=${KUBERNETES_SERVICE_HOST:?not in a pod: set KUBE_API to the apiserver URL, e.g. https://127.0.0.1:6443}
+  [[ $host == *:* ]] && host="[$host]" # IPv6
+  KUBE_API=https://$host:${KUBERNETES_SERVICE_PORT:-443}
+fi
 TOKEN_FILE=${TOKEN_FILE-$SA_DIR/token}
 CA_FILE=${CA_FILE:-$SA_DIR/ca.crt}
 CLIENT_CERT=${CLIENT_CERT:-}
@@ -44,6 +48,9 @@ die() { log "$*"; exit 1; }
 for v in "$SLUG" "$DISPLAY_NAME" "$SELF_URL" "${POD_NAME:-}" "${POD_UID:-}" "$NAMESPACE"; do
   case $v in *'"'* | *'\'*) die "quotes and backslashes are not allowed in the settings: $v" ;; esac
 done
+if [[ -z $CLIENT_CERT && ! -r $TOKEN_FILE ]]; then
+  die "no credentials: $TOKEN_FILE is not readable (mount the service account token) and CLIENT_CERT is not set"
+fi
 [[ $TTL_SECONDS =~ ^[1-9][0-9]*$ ]] || die "TTL_SECONDS must be a whole number of seconds, at least 1"
 
 # api METHOD PATH [CONTENT_TYPE BODY]: one request. Sets $CODE (the HTTP status, 000 when
