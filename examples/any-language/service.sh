@@ -46,7 +46,7 @@ log() { printf '%s any-language: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "$*"; exit 1; }
 
 for v in "$SLUG" "$DISPLAY_NAME" "$SELF_URL" "${POD_NAME:-}" "${POD_UID:-}" "$NAMESPACE"; do
-  case $v in *'"'* | *'\'*) die "quotes and backslashes are not allowed in the settings: $v" ;; esac
+  case $v in *'"'* | *\\*) die "quotes and backslashes are not allowed in the settings: $v" ;; esac
 done
 if [[ -z $CLIENT_CERT && ! -r $TOKEN_FILE ]]; then
   die "no credentials: $TOKEN_FILE is not readable (mount the service account token) and CLIENT_CERT is not set"
