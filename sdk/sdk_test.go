@@ -452,3 +452,29 @@ func TestPermanentErrorsAreReturnedAtOnce(t *testing.T) {
 		t.Fatal("permanent errors were retried until the context ended")
 	}
 }
+
+// BenchmarkReRegister is the cost of a restart's Register against a real apiserver
+// with webhooks: SelfSubjectReview, slug read, Instance read and a no-op update.
+func BenchmarkReRegister(b *testing.B) {
+	ctx := context.Background()
+	cfg, err := env.User("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	opts := sdk.Options{Slug: "bench", URL: "http://127.0.0.1:9/bench", Namespace: "default", HealthCheck: sdk.Heartbeat(time.Minute), Config: cfg}
+	reg, err := sdk.Register(ctx, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	reg.Stop()
+	b.ResetTimer()
+	for b.Loop() {
+		reg, err := sdk.Register(ctx, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		reg.Stop()
+	}
+	b.StopTimer()
+	_ = reg.Close(ctx)
+}
