@@ -59,7 +59,11 @@ func (w *watcher) signal() {
 func (w *watcher) run(ctx context.Context, ready func()) error {
 	handler := toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { w.signal() },
-		UpdateFunc: func(any, any) { w.signal() },
+		UpdateFunc: func(old, obj any) {
+			if routingChanged(old, obj) {
+				w.signal()
+			}
+		},
 		DeleteFunc: func(any) { w.signal() },
 	}
 	for _, obj := range []client.Object{&slugwayv1.Instance{}, &slugwayv1.ServiceAccount{}} {
@@ -131,4 +135,20 @@ func (w *watcher) rebuild(ctx context.Context) error {
 	}
 	w.log.V(1).Info("route table rebuilt", "slugs", len(t.Routes), "instances", len(insts.Items))
 	return nil
+}
+
+// routingChanged skips rebuilds for updates the table cannot see, above all the
+// controller's heartbeat refreshes (one per instance per --heartbeat-refresh).
+func routingChanged(old, obj any) bool {
+	switch n := obj.(type) {
+	case *slugwayv1.Instance:
+		if o, ok := old.(*slugwayv1.Instance); ok {
+			return routes.InstanceChanged(o, n)
+		}
+	case *slugwayv1.ServiceAccount:
+		if o, ok := old.(*slugwayv1.ServiceAccount); ok {
+			return routes.SlugChanged(o, n)
+		}
+	}
+	return true
 }
