@@ -30,11 +30,13 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -67,6 +69,8 @@ type config struct {
 	ProfileSeconds          int
 	Workers                 int
 	Bin, Out, WorkDir       string
+	ControllerArgs          string
+	ContinueUnhealthy       bool
 }
 
 const (
@@ -91,6 +95,8 @@ func main() {
 	flag.Float64Var(&c.ChurnRate, "churn-rate", -1, "heartbeat writes per second in the background of the second propagation measurement (-1: instances/30, the default write budget; 0: skip)")
 	flag.IntVar(&c.ProfileSeconds, "profile-seconds", 15, "CPU profile of the proxy during the churn measurement (0: none)")
 	flag.IntVar(&c.Workers, "workers", 32, "parallel creates")
+	flag.StringVar(&c.ControllerArgs, "controller-args", "", "extra space-separated flags for `slugway controller` (e.g. --max-concurrent-reconciles=16)")
+	flag.BoolVar(&c.ContinueUnhealthy, "continue-unhealthy", true, "when not all instances are Healthy within -healthy-timeout, measure the steady state and propagation anyway (the result records how many were)")
 	flag.StringVar(&c.Bin, "bin", "", "the slugway binary (default: build bin/slugway)")
 	flag.StringVar(&c.Out, "out", "", "write the JSON result here (default: stdout only)")
 	flag.StringVar(&c.WorkDir, "workdir", "", "logs and profiles (default: a temporary directory)")
@@ -131,7 +137,10 @@ func logf(format string, args ...any) {
 
 // run does the whole measurement. It returns what it measured even on error.
 func run(c config) (*result, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
+	// Ctrl-C or SIGTERM ends the run early but still stops the control plane and the processes.
+	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(sigCtx, c.Timeout)
 	defer cancel()
 	ctrl.SetLogger(logr.Discard())
 	root := testenv.Root()
@@ -204,6 +213,7 @@ func run(c config) (*result, error) {
 	} else {
 		cargs = append(cargs, "--disable-webhooks")
 	}
+	cargs = append(cargs, strings.Fields(c.ControllerArgs)...)
 	res.ControllerArgs = strings.Join(cargs, " ")
 	controller, err := proc.Start("controller", c.WorkDir, kenv, nil, c.Bin, cargs...)
 	if err != nil {
@@ -317,9 +327,15 @@ func run(c config) (*result, error) {
 	ctl1, api1, cpu1 := scrapeCtl(), scrapeAPI(), cpu()
 	res.Ramp = measurePhase(ctl0, ctl1, api0, api1, cpu0, cpu1, res.TimeToHealthySeconds)
 	if herr != nil {
-		return res, fmt.Errorf("%w (%d of %d Healthy); see %s", herr, healthy, c.Instances, c.WorkDir)
+		herr = fmt.Errorf("%w (%d of %d Healthy); see %s", herr, healthy, c.Instances, c.WorkDir)
+		if !c.ContinueUnhealthy || ctx.Err() != nil {
+			return res, herr
+		}
+		res.Gap = herr.Error()
+		logf("%v; measuring the rest anyway", herr)
+	} else {
+		logf("all %d Healthy %.1fs after the first create (%.1fs after the last)", c.Instances, res.TimeToHealthySeconds, res.HealthyAfterCreateSeconds)
 	}
-	logf("all %d Healthy %.1fs after the first create (%.1fs after the last)", c.Instances, res.TimeToHealthySeconds, res.HealthyAfterCreateSeconds)
 
 	// Phase 2: steady state.
 	if c.Window > 0 {
@@ -330,6 +346,14 @@ func run(c config) (*result, error) {
 		ctlA, apiA, cpuA := scrapeCtl(), scrapeAPI(), cpu()
 		iw0, sw0, pr0 := tr.instWrites.Load(), tr.saWrites.Load(), orig.probes.Load()
 		ws := time.Now()
+		var pwg sync.WaitGroup
+		if c.ProfileSeconds > 0 && c.Window >= time.Duration(c.ProfileSeconds)*time.Second {
+			// Where the apiserver's time goes in steady state (its pprof is on by default; admin may read it).
+			res.APIServerProfile = filepath.Join(c.WorkDir, fmt.Sprintf("apiserver-steady-%d.pprof", c.Instances))
+			pwg.Go(func() {
+				fetchProfileWith(ctx, apiHTTP, strings.TrimSuffix(admin.Host, "/"), c.ProfileSeconds, res.APIServerProfile)
+			})
+		}
 		var rss []float64
 		var crss []float64
 		for time.Since(ws) < c.Window {
@@ -343,6 +367,7 @@ func run(c config) (*result, error) {
 		}
 		secs := time.Since(ws).Seconds()
 		ctlB, apiB, cpuB := scrapeCtl(), scrapeAPI(), cpu()
+		pwg.Wait()
 		st := &steady{}
 		st.phase = measurePhase(ctlA, ctlB, apiA, apiB, cpuA, cpuB, secs)
 		st.InstanceWritesPerMin = float64(tr.instWrites.Load()-iw0) / secs * 60
@@ -396,7 +421,7 @@ func run(c config) (*result, error) {
 			var pwg sync.WaitGroup
 			if c.ProfileSeconds > 0 {
 				prof = filepath.Join(c.WorkDir, fmt.Sprintf("proxy-churn-%d.pprof", c.Instances))
-				pwg.Go(func() { fetchProfile(ctx, "http://"+proxyAdmin, c.ProfileSeconds, prof) })
+				pwg.Go(func() { fetchProfileWith(ctx, http.DefaultClient, "http://"+proxyAdmin, c.ProfileSeconds, prof) })
 			}
 			p, perr := propagation(ctx, cl, pb, c.Flips)
 			pwg.Wait()
@@ -803,11 +828,16 @@ func (ch *churn) rate() float64 {
 	return round(float64(ch.done.Load())/end.Sub(ch.start).Seconds(), 1)
 }
 
-func fetchProfile(ctx context.Context, base string, secs int, path string) {
+func fetchProfileWith(ctx context.Context, hc *http.Client, base string, secs int, path string) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, secs), nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
-		logf("proxy CPU profile: %v", err)
+		logf("CPU profile from %s: %v", base, err)
+		return
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		logf("CPU profile from %s: HTTP %d", base, resp.StatusCode)
 		return
 	}
 	defer resp.Body.Close()
@@ -887,4 +917,3 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
-

@@ -30,7 +30,9 @@ type result struct {
 	TimeToHealthySeconds      float64 `json:"timeToHealthySeconds"`
 	HealthyAfterCreateSeconds float64 `json:"healthyAfterCreateSeconds"`
 	Ramp                      phase   `json:"ramp"`
-	Steady                    *steady `json:"steady,omitempty"`
+	// Gap says what did not finish in time (not all Healthy within -healthy-timeout).
+	Gap    string  `json:"gap,omitempty"`
+	Steady *steady `json:"steady,omitempty"`
 
 	ControllerRSSPeakMiB float64 `json:"controllerRSSPeakMiB"`
 	ProxyRSSPeakMiB      float64 `json:"proxyRSSPeakMiB"`
@@ -39,6 +41,8 @@ type result struct {
 
 	PropagationQuiet *propResult `json:"propagationQuiet,omitempty"`
 	PropagationChurn *propResult `json:"propagationChurn,omitempty"`
+
+	APIServerProfile string `json:"apiserverProfile,omitempty"`
 
 	Samples []point `json:"samples,omitempty"`
 }
@@ -165,8 +169,12 @@ func (r *result) markdown() string {
 	if s == nil {
 		s = &steady{}
 	}
-	fmt.Fprintf(&b, "| %d | %d | %s | %.1f s | %.0f | %.0f | %.2f | %.0f | %.0f | %.1f (%.1f) | %.0f / %.0f MiB | %.0f / %.0f MiB | %.0f | %s / %s | %s |\n",
-		r.Instances, r.Slugs, r.HeartbeatRefresh, r.TimeToHealthySeconds, r.CreatesPerSecond,
+	tth := fmt.Sprintf("%.1f s", r.TimeToHealthySeconds)
+	if r.Healthy < r.Instances {
+		tth = fmt.Sprintf("> %.0f s (%d Healthy)", r.TimeToHealthySeconds, r.Healthy)
+	}
+	fmt.Fprintf(&b, "| %d | %d | %s | %s | %.0f | %.0f | %.2f | %.0f | %.0f | %.1f (%.1f) | %.0f / %.0f MiB | %.0f / %.0f MiB | %.0f | %s / %s | %s |\n",
+		r.Instances, r.Slugs, r.HeartbeatRefresh, tth, r.CreatesPerSecond,
 		s.InstanceWritesPerMin, s.WritesPerInstancePer30s, s.ServiceAccountWritesPerMin, s.ProbesPerSecond,
 		s.APIServerReqPerSec, s.APIServerSlugwayReqPerSec,
 		s.ControllerRSSMiB, r.ControllerRSSPeakMiB, s.ProxyRSSMiB, r.ProxyRSSPeakMiB,
