@@ -19,8 +19,10 @@ const (
 // (the handler keeps one per routes.Endpoint.ID), so requests in flight and
 // ejections survive a status change elsewhere in the table.
 type backend struct {
-	ep        routes.Endpoint
+	ep        routes.Endpoint        // as first seen; later tables may only change its Key (same ID)
+	key       atomic.Pointer[string] // the instance's current namespace/name, for logs
 	transport http.RoundTripper
+	pool      *upstreamPool // the HTTP/1.1 fast path; nil for h2c and https instances
 	m         *slugMetrics
 
 	inflight     atomic.Int64

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -23,17 +24,6 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rt *liveRoute,
 		ctx, cancel = context.WithTimeout(ctx, h.opts.RequestTimeout)
 		defer cancel()
 	}
-	var u url.URL
-	out := (&http.Request{
-		Method:        r.Method,
-		URL:           &u,
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        h.outHeader(r, upgrade),
-		ContentLength: r.ContentLength,
-		Trailer:       r.Trailer,
-	}).WithContext(ctx)
 	var body *trackedBody
 	if r.Body != nil && r.Body != http.NoBody {
 		rc := r.Body
@@ -41,8 +31,9 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rt *liveRoute,
 			rc = http.MaxBytesReader(w, rc, h.opts.MaxRequestBodyBytes)
 		}
 		body = &trackedBody{rc: rc}
-		out.Body = body
 	}
+	var out *http.Request // for the Transport, built when first needed
+	var u url.URL
 
 	var triedBuf [8]*backend
 	tried := triedBuf[:0]
@@ -53,13 +44,34 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rt *liveRoute,
 			break
 		}
 		tried = append(tried, b)
-		u = url.URL{Scheme: b.ep.Scheme, Host: b.ep.Host, Opaque: b.ep.Prefix + path, RawQuery: query, ForceQuery: hasQuery && query == ""}
-		tr := b.transport
-		if upgrade != "" {
-			tr = h.h1 // upgrades are an HTTP/1.1 mechanism
-		}
 		b.inflight.Add(1)
-		resp, err := tr.RoundTrip(out)
+		var resp *http.Response
+		var err error
+		if fastPathOK(r, b, upgrade) {
+			resp, err = h.fastRoundTrip(ctx, b.pool, r, b.ep.Prefix, path, query, hasQuery, body)
+		} else {
+			if out == nil {
+				out = (&http.Request{
+					Method:        r.Method,
+					URL:           &u,
+					Proto:         "HTTP/1.1",
+					ProtoMajor:    1,
+					ProtoMinor:    1,
+					Header:        h.outHeader(r, upgrade),
+					ContentLength: r.ContentLength,
+					Trailer:       r.Trailer,
+				}).WithContext(ctx)
+				if body != nil {
+					out.Body = body
+				}
+			}
+			u = url.URL{Scheme: b.ep.Scheme, Host: b.ep.Host, Opaque: b.ep.Prefix + path, RawQuery: query, ForceQuery: hasQuery && query == ""}
+			tr := b.transport
+			if upgrade != "" {
+				tr = h.h1 // upgrades are an HTTP/1.1 mechanism
+			}
+			resp, err = tr.RoundTrip(out)
+		}
 		if err == nil {
 			b.succeeded()
 			code, abort := h.respond(w, r, resp, upgrade)
@@ -81,8 +93,8 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rt *liveRoute,
 		if kind == errDial || kind == errReset {
 			b.eject(h.opts.EjectBase, h.opts.EjectMax)
 		}
-		h.log.V(1).Info("upstream attempt failed", "slug", rt.slug, "instance", b.ep.Key, "kind", kind.String(), "attempt", attempt, "error", err.Error())
-		if attempt >= h.opts.MaxRetries || (body != nil && body.touched) || ctx.Err() != nil {
+		h.log.V(1).Info("upstream attempt failed", "slug", rt.slug, "instance", *b.key.Load(), "kind", kind.String(), "attempt", attempt, "error", err.Error())
+		if attempt >= h.opts.MaxRetries || (body != nil && body.touched.Load()) || ctx.Err() != nil {
 			break
 		}
 		// Dial failures never reached an instance: always safe. Other failures
@@ -323,13 +335,13 @@ func copyResponseHeader(dst, src http.Header) {
 // can still send it. The server closes the real body when the handler returns.
 type trackedBody struct {
 	rc      io.ReadCloser
-	touched bool
+	touched atomic.Bool // written by the fast path's body writer goroutine
 }
 
 var errClientBody = errors.New("reading the client's request body")
 
 func (b *trackedBody) Read(p []byte) (int, error) {
-	b.touched = true
+	b.touched.Store(true)
 	n, err := b.rc.Read(p)
 	if err != nil && err != io.EOF {
 		var mbe *http.MaxBytesError

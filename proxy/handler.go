@@ -86,9 +86,14 @@ func (h *Handler) SetTable(t *routes.Table) {
 				b = &backend{ep: ep, m: sm, transport: h.h1}
 				if ep.H2C {
 					b.transport = h.h2c
+				} else if ep.Scheme == "http" {
+					b.pool = newUpstreamPool(&h.opts, ep.Host)
 				}
 			}
-			b.ep = ep
+			if b.key.Load() == nil || *b.key.Load() != ep.Key {
+				k := ep.Key // b.ep is read by requests in flight: it stays as created (same ID)
+				b.key.Store(&k)
+			}
 			backends[id] = b
 			lr.backends = append(lr.backends, b)
 		}
@@ -99,6 +104,11 @@ func (h *Handler) SetTable(t *routes.Table) {
 		if _, ok := t.Routes[slug]; !ok {
 			delete(h.slugs, slug)
 			h.metrics.forget(slug)
+		}
+	}
+	for id, b := range h.backends {
+		if _, ok := backends[id]; !ok && b.pool != nil {
+			b.pool.close() // requests in flight finish; their connections are not kept
 		}
 	}
 	h.backends = backends

@@ -144,8 +144,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 			ErrorLog:          errorLog,
 		}
 	}
-	servers := []*http.Server{newServer()}
-	go func() { errc <- serveErr("traffic", servers[0].Serve(p.ln)) }()
+	plain := newServer()
+	servers := []*http.Server{plain}
+	go func() { errc <- serveErr("traffic", plain.Serve(p.ln)) }()
 	if p.tlsLn != nil {
 		s := newServer()
 		servers = append(servers, s)

@@ -1,0 +1,533 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// The HTTP/1.1 fast path. Plain HTTP/1.1 requests to http:// instances skip
+// net/http's Transport: the handler's goroutine takes a pooled connection, writes
+// the request line and headers straight into the connection's buffer (no header
+// map is built) and parses the response with http.ReadResponse itself. Transport
+// hands every request to two per-connection goroutines (persistConn's readLoop
+// and writeLoop) and back, which costed about a tenth of the proxy's CPU.
+//
+// A request body is written by a second goroutine while the response is read, as
+// Transport does, so that an instance may answer before it read the whole body.
+//
+// Everything unusual takes the Transport: upgrades (WebSocket), h2c and https
+// instances, requests with trailers, and Expect: 100-continue.
+
+// aLongTimeAgo is a deadline in the past: it makes blocked reads and writes return at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// upstreamPool keeps idle HTTP/1.1 connections to one instance, most recently
+// used first, so that a busy instance's connections stay warm and the rest age out.
+type upstreamPool struct {
+	addr, host  string // where to dial; the Host header
+	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
+	maxIdle     int
+	idleTimeout time.Duration
+
+	mu       sync.Mutex
+	idle     []*upConn // LIFO: the last one is the most recently used
+	closed   bool
+	sweeping bool // a sweep timer is armed
+}
+
+// upConn is one connection to an instance with its buffers.
+type upConn struct {
+	pool      *upstreamPool
+	c         net.Conn
+	cr        countingReader
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	idleSince time.Time
+	reused    bool // it served a request before this one
+}
+
+// countingReader counts the bytes read from the connection, so that a failure
+// can tell "the instance closed a pooled connection before answering" (safe to
+// retry for idempotent requests) from a failure partway through a response.
+type countingReader struct {
+	c net.Conn
+	n int64
+}
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	n, err := r.c.Read(p)
+	r.n += int64(n)
+	return n, err
+}
+
+func newUpstreamPool(o *Options, host string) *upstreamPool {
+	addr := host
+	if i, j := strings.LastIndexByte(host, ':'), strings.LastIndexByte(host, ']'); i < 0 || i < j {
+		addr = host + ":80"
+	}
+	return &upstreamPool{
+		addr:        addr,
+		host:        host,
+		dial:        upstreamDialer(o),
+		maxIdle:     o.MaxIdleConnsPerHost,
+		idleTimeout: o.UpstreamIdleTimeout,
+	}
+}
+
+// upstreamDialer applies DialTimeout and marks failures as dial errors (never reached the instance).
+func upstreamDialer(o *Options) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	dial, timeout := o.Dial, o.DialTimeout
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+			defer cancel()
+		}
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, &dialError{err}
+		}
+		return c, nil
+	}
+}
+
+// get returns an idle connection, or dials one. checkAlive asks to verify that a
+// pooled connection was not closed by the instance while idle (for requests that
+// cannot be retried if it was).
+func (p *upstreamPool) get(ctx context.Context, checkAlive bool) (*upConn, error) {
+	now := time.Now()
+	for {
+		p.mu.Lock()
+		n := len(p.idle)
+		if n == 0 {
+			p.mu.Unlock()
+			break
+		}
+		pc := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		if now.Sub(pc.idleSince) >= p.idleTimeout || (checkAlive && !connAlive(pc.c)) {
+			pc.c.Close()
+			continue
+		}
+		pc.reused = true
+		return pc, nil
+	}
+	c, err := p.dial(ctx, "tcp", p.addr)
+	if err != nil {
+		return nil, err
+	}
+	pc := &upConn{pool: p, c: c}
+	pc.cr.c = c
+	pc.br = bufio.NewReaderSize(&pc.cr, 16<<10)
+	pc.bw = bufio.NewWriterSize(c, 8<<10)
+	return pc, nil
+}
+
+// put returns a connection whose last exchange completed cleanly.
+func (p *upstreamPool) put(pc *upConn) {
+	pc.idleSince = time.Now()
+	p.mu.Lock()
+	if p.closed || len(p.idle) >= p.maxIdle {
+		p.mu.Unlock()
+		pc.c.Close()
+		return
+	}
+	p.idle = append(p.idle, pc)
+	arm := !p.sweeping
+	p.sweeping = true
+	p.mu.Unlock()
+	if arm {
+		time.AfterFunc(p.idleTimeout/2+time.Millisecond, p.sweep)
+	}
+}
+
+// sweep closes connections idle for longer than idleTimeout; it re-arms itself
+// while any connection is idle.
+func (p *upstreamPool) sweep() {
+	cutoff := time.Now().Add(-p.idleTimeout)
+	p.mu.Lock()
+	i := 0
+	for i < len(p.idle) && p.idle[i].idleSince.Before(cutoff) {
+		p.idle[i].c.Close()
+		i++
+	}
+	p.idle = append(p.idle[:0], p.idle[i:]...)
+	clear(p.idle[len(p.idle):cap(p.idle)])
+	again := len(p.idle) > 0 && !p.closed
+	p.sweeping = again
+	p.mu.Unlock()
+	if again {
+		time.AfterFunc(p.idleTimeout/2+time.Millisecond, p.sweep)
+	}
+}
+
+// close closes the idle connections and those returned later (the instance left the table).
+func (p *upstreamPool) close() {
+	p.mu.Lock()
+	p.closed = true
+	for _, pc := range p.idle {
+		pc.c.Close()
+	}
+	p.idle = nil
+	p.mu.Unlock()
+}
+
+// idleCount is the number of pooled connections (tests).
+func (p *upstreamPool) idleCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
+}
+
+var errUnexpected101 = errors.New("the instance switched protocols on a request that did not ask to")
+
+// fastRoundTrip sends r to the pool's instance over HTTP/1.1 and returns the
+// response, whose Body must be closed. A pooled connection that turns out to be
+// closed by the instance is replaced by a fresh one for idempotent requests without a body.
+func (h *Handler) fastRoundTrip(ctx context.Context, p *upstreamPool, r *http.Request, target1, target2, query string, hasQuery bool, body *trackedBody) (*http.Response, error) {
+	replayable := body == nil && idempotent(r)
+	for stale := 0; ; stale++ {
+		pc, err := p.get(ctx, !replayable)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := h.exchange(ctx, pc, r, target1, target2, query, hasQuery, body)
+		if err == nil {
+			return resp, nil
+		}
+		// The instance closed an idle connection just as we reused it: nothing
+		// was answered, and a fresh connection is safe for a replayable request.
+		if replayable && pc.reused && pc.cr.n == 0 && ctx.Err() == nil && stale < 2 && isStaleConnErr(err) {
+			continue
+		}
+		return nil, err
+	}
+}
+
+func isStaleConnErr(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isConnReset(err)
+}
+
+// exchange writes one request on pc and reads the response headers. On error
+// the connection is closed.
+func (h *Handler) exchange(ctx context.Context, pc *upConn, r *http.Request, target1, target2, query string, hasQuery bool, body *trackedBody) (*http.Response, error) {
+	c := pc.c
+	pc.cr.n = 0
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(aLongTimeAgo) })
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		c.Close()
+		return nil, err
+	}
+	bw := pc.bw
+	bw.WriteString(r.Method)
+	bw.WriteByte(' ')
+	bw.WriteString(target1)
+	bw.WriteString(target2)
+	if hasQuery {
+		bw.WriteByte('?')
+		bw.WriteString(query)
+	}
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(pc.pool.host)
+	bw.WriteString("\r\n")
+	if err := h.writeOutHeader(bw, r); err != nil {
+		return fail(err)
+	}
+	chunked := false
+	switch {
+	case body == nil:
+		switch r.Method {
+		case http.MethodPost, http.MethodPut, http.MethodPatch:
+			bw.WriteString("Content-Length: 0\r\n")
+		}
+	case r.ContentLength >= 0:
+		bw.WriteString("Content-Length: ")
+		var nb [20]byte
+		bw.Write(strconv.AppendInt(nb[:0], r.ContentLength, 10))
+		bw.WriteString("\r\n")
+	default:
+		chunked = true
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	bw.WriteString("\r\n")
+
+	var wrote chan error // the body writer's result
+	if body == nil {
+		if err := bw.Flush(); err != nil {
+			return fail(err)
+		}
+	} else {
+		wrote = make(chan error, 1)
+		go writeBody(pc, body, r.ContentLength, chunked, wrote)
+	}
+
+	if t := h.opts.ResponseHeaderTimeout; t > 0 {
+		_ = c.SetReadDeadline(time.Now().Add(t))
+	}
+	var resp *http.Response
+	var err error
+	for n1xx := 0; ; n1xx++ {
+		resp, err = http.ReadResponse(pc.br, r)
+		if err != nil {
+			if wrote != nil {
+				// The body writer reports a broken client body before it closes
+				// the connection; it may also still wait on the client: don't wait.
+				select {
+				case werr := <-wrote:
+					if werr != nil && (errors.Is(werr, errClientBody) || isMaxBytes(werr)) {
+						err = werr // the client's body broke, not the instance
+					}
+				default:
+				}
+			}
+			return fail(fmt.Errorf("reading the instance's response: %w", err))
+		}
+		code := resp.StatusCode
+		if code == http.StatusSwitchingProtocols {
+			return fail(errUnexpected101)
+		}
+		if code >= 200 || code < 100 {
+			break
+		}
+		if n1xx >= 5 { // as Transport: informational responses are skipped, a few of them
+			return fail(errors.New("the instance sent too many 1xx responses"))
+		}
+	}
+	if h.opts.ResponseHeaderTimeout > 0 {
+		_ = c.SetReadDeadline(time.Time{})
+		if ctx.Err() != nil {
+			_ = c.SetDeadline(aLongTimeAgo) // cancelled meanwhile: don't undo it
+		}
+	}
+	resp.Body = &fastBody{rc: resp.Body, pc: pc, stop: stop, wrote: wrote, keep: !resp.Close}
+	return resp, nil
+}
+
+func isMaxBytes(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe)
+}
+
+// writeBody sends the request body (exactly n bytes, or chunked) and reports
+// the result on done. On error it closes the connection, which also ends the
+// response read.
+func writeBody(pc *upConn, body *trackedBody, n int64, chunked bool, done chan<- error) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	bw := pc.bw
+	var err error
+	if chunked {
+		cw := httputil.NewChunkedWriter(bw)
+		for err == nil {
+			m, rerr := body.Read(buf)
+			if m > 0 {
+				if _, err = cw.Write(buf[:m]); err == nil {
+					err = bw.Flush() // a stream: the instance sees each piece as it comes
+				}
+			}
+			if rerr == io.EOF {
+				break
+			}
+			if rerr != nil && err == nil {
+				err = rerr
+			}
+		}
+		if err == nil {
+			if err = cw.Close(); err == nil {
+				_, err = bw.WriteString("\r\n")
+			}
+		}
+	} else {
+		var m int64
+		m, err = io.CopyBuffer(bw, io.LimitReader(onlyReader{body}, n), buf)
+		if err == nil && m < n {
+			err = errors.Join(errClientBody, io.ErrUnexpectedEOF)
+		}
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		done <- err
+		pc.c.Close()
+		return
+	}
+	done <- nil
+}
+
+// onlyReader hides WriterTo/ReaderFrom so that io.CopyBuffer uses the pooled buffer.
+type onlyReader struct{ io.Reader }
+
+// fastBody is a response body on the fast path. Closing it returns the
+// connection to the pool when the exchange completed cleanly, else closes it.
+type fastBody struct {
+	rc    io.ReadCloser
+	pc    *upConn
+	stop  func() bool
+	wrote chan error
+	keep  bool // the instance did not ask to close
+	eof   bool
+	done  bool
+}
+
+func (b *fastBody) Read(p []byte) (int, error) {
+	if b.eof {
+		return 0, io.EOF
+	}
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.eof = true
+	}
+	return n, err
+}
+
+func (b *fastBody) Close() error {
+	if b.done {
+		return nil
+	}
+	b.done = true
+	pc := b.pc
+	reuse := b.eof && b.keep && b.stop()
+	if reuse && b.wrote != nil {
+		select {
+		case err := <-b.wrote:
+			reuse = err == nil
+		default:
+			reuse = false // the instance answered before reading the whole body
+		}
+	}
+	if !reuse || pc.br.Buffered() > 0 {
+		b.stop()
+		pc.c.Close()
+		return nil
+	}
+	pc.pool.put(pc)
+	return nil
+}
+
+// writeOutHeader writes the upstream request's header fields, the same set
+// outHeader builds for the Transport (which the tests check), without building
+// a map: the client's headers less hop-by-hop ones, X-Forwarded-For/-Proto/-Host,
+// the client's X-Forwarded-* and Forwarded kept only from trusted proxies.
+// Host, Content-Length and Transfer-Encoding are the caller's.
+func (h *Handler) writeOutHeader(bw *bufio.Writer, r *http.Request) error {
+	in := r.Header
+	conn := in["Connection"]
+	ip := remoteIP(r.RemoteAddr)
+	trusted := h.trusted(ip)
+	keepProto := trusted && len(in["X-Forwarded-Proto"]) > 0
+	keepHost := trusted && len(in["X-Forwarded-Host"]) > 0
+	for k, vv := range in {
+		switch k {
+		case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+			"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Host", "Content-Length", "X-Forwarded-For":
+			continue
+		case "User-Agent":
+			if len(vv) == 0 || vv[0] == "" {
+				continue
+			}
+			vv = vv[:1] // as Transport
+		case "X-Forwarded-Proto":
+			if !keepProto {
+				continue
+			}
+		case "X-Forwarded-Host":
+			if !keepHost {
+				continue
+			}
+		case "Forwarded":
+			if !trusted {
+				continue
+			}
+		}
+		if len(conn) > 0 && hasToken(conn, k) {
+			continue
+		}
+		if !httpguts.ValidHeaderFieldName(k) {
+			return fmt.Errorf("invalid request header field name %q", k)
+		}
+		for _, v := range vv {
+			writeField(bw, k, v)
+		}
+	}
+	if hasToken(in["Te"], "trailers") {
+		bw.WriteString("Te: trailers\r\n")
+	}
+	bw.WriteString("X-Forwarded-For: ")
+	if prior := in["X-Forwarded-For"]; trusted && len(prior) > 0 {
+		for _, v := range prior {
+			writeValue(bw, v)
+			bw.WriteString(", ")
+		}
+	}
+	bw.WriteString(ip)
+	bw.WriteString("\r\n")
+	if !keepProto {
+		if r.TLS != nil {
+			bw.WriteString("X-Forwarded-Proto: https\r\n")
+		} else {
+			bw.WriteString("X-Forwarded-Proto: http\r\n")
+		}
+	}
+	if !keepHost {
+		writeField(bw, "X-Forwarded-Host", r.Host)
+	}
+	return nil
+}
+
+func writeField(bw *bufio.Writer, k, v string) {
+	bw.WriteString(k)
+	bw.WriteString(": ")
+	writeValue(bw, v)
+	bw.WriteString("\r\n")
+}
+
+// writeValue writes a header value with CR and LF turned into spaces, as
+// http.Header.Write does (the servers reject them already; this is a second fence).
+func writeValue(bw *bufio.Writer, v string) {
+	if strings.IndexByte(v, '\r') < 0 && strings.IndexByte(v, '\n') < 0 {
+		bw.WriteString(v)
+		return
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == '\r' || c == '\n' {
+			c = ' '
+		}
+		bw.WriteByte(c)
+	}
+}
+
+func remoteIP(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
+}
+
+// fastPathOK reports whether a request can take the HTTP/1.1 fast path to b.
+func fastPathOK(r *http.Request, b *backend, upgrade string) bool {
+	if b.pool == nil || upgrade != "" || r.Trailer != nil {
+		return false
+	}
+	if _, ok := r.Header["Expect"]; ok {
+		return false // Transport's ExpectContinueTimeout handling
+	}
+	return true
+}
