@@ -83,9 +83,10 @@ func (m *Monitor[K]) Ensure(key K, spec Spec) {
 	it.gen++
 	it.tracker = Tracker{}
 	it.state = State{Health: Unknown, LastSuccess: it.state.LastSuccess}
-	// First probe soon, spread over a short window so a burst of new instances does not probe in lockstep.
-	first := min(spec.Interval, time.Second)
-	m.schedule(it, m.now().Add(jitter(first)))
+	// First probe at once, so that a new instance is routable within a second; spread over
+	// up to 100ms so that a burst (a controller starting with 10,000 instances) does not
+	// probe in lockstep. The worker pool bounds concurrency either way.
+	m.schedule(it, m.now().Add(spread(min(spec.Interval, 100*time.Millisecond))))
 }
 
 // Forget stops probing key.
@@ -239,6 +240,14 @@ func jitter(d time.Duration) time.Duration {
 		return d
 	}
 	return time.Duration(int64(d) - spread/2 + rand.Int64N(spread))
+}
+
+// spread returns a uniformly random duration in [0, d).
+func spread(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return time.Duration(rand.Int64N(int64(d)))
 }
 
 // schedule is a min-heap of items by due time.

@@ -63,7 +63,7 @@ type HealthCheck struct {
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 
 	// DegradedAfter: a probe that succeeds but takes longer than this marks the instance Degraded.
-	// +kubebuilder:default="1s"
+	// Unset, it is half the timeout (1s with the default 2s timeout), so it always fits a custom timeout.
 	// +kubebuilder:validation:Format=duration
 	// +optional
 	DegradedAfter *metav1.Duration `json:"degradedAfter,omitempty"`
@@ -92,10 +92,9 @@ type HealthCheck struct {
 // Defaults of HealthCheck, as the CRD's schema applies them. The accessors below fall
 // back to them for objects that did not pass through the apiserver (unit tests, fakes).
 const (
-	DefaultInterval      = 10 * time.Second
-	DefaultTimeout       = 2 * time.Second
-	DefaultDegradedAfter = time.Second
-	DefaultTTL           = 30 * time.Second
+	DefaultInterval = 10 * time.Second
+	DefaultTimeout  = 2 * time.Second
+	DefaultTTL      = 30 * time.Second
 )
 
 func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
@@ -113,9 +112,10 @@ func (h *HealthCheck) IntervalOrDefault() time.Duration {
 // TimeoutOrDefault returns the probe timeout.
 func (h *HealthCheck) TimeoutOrDefault() time.Duration { return durationOr(h.Timeout, DefaultTimeout) }
 
-// DegradedAfterOrDefault returns the latency above which a success counts as Degraded.
+// DegradedAfterOrDefault returns the latency above which a success counts as Degraded:
+// degradedAfter, or half the timeout when unset.
 func (h *HealthCheck) DegradedAfterOrDefault() time.Duration {
-	return durationOr(h.DegradedAfter, DefaultDegradedAfter)
+	return durationOr(h.DegradedAfter, h.TimeoutOrDefault()/2)
 }
 
 // TTLOrDefault returns the heartbeat TTL.

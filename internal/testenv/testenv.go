@@ -7,8 +7,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -219,4 +224,55 @@ func (e *Env) GrantSlugwayAccess(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// KillAPIServer SIGKILLs kube-apiserver, as a crash would, and waits until its port is closed.
+// (A graceful stop waits for open watches, up to 20s.) etcd keeps running behind it.
+func (e *Env) KillAPIServer() error {
+	hostport := strings.Trim(strings.TrimPrefix(e.Config.Host, "https://"), "/")
+	_, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return err
+	}
+	pid, err := findProcess("kube-apiserver", "--secure-port="+port)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return err
+	}
+	for i := 0; ; i++ {
+		c, err := net.DialTimeout("tcp", hostport, time.Second)
+		if err != nil {
+			return nil
+		}
+		_ = c.Close()
+		if i == 200 {
+			return fmt.Errorf("kube-apiserver (pid %d) still accepts connections 10s after SIGKILL", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// RestartAPIServer starts kube-apiserver again after KillAPIServer, on the same port with
+// the same certificates, so existing clients reconnect. Start the Env with a DataDir.
+func (e *Env) RestartAPIServer() error {
+	_ = e.ControlPlane.APIServer.Stop() // reaps the killed process
+	return e.ControlPlane.APIServer.Start()
+}
+
+// findProcess returns the pid of the process whose argv[0] ends with name and that has arg.
+func findProcess(name, arg string) (int, error) {
+	files, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if strings.HasSuffix(args[0], name) && slices.Contains(args, arg) {
+			return strconv.Atoi(filepath.Base(filepath.Dir(f)))
+		}
+	}
+	return 0, fmt.Errorf("no %s process with %s", name, arg)
 }

@@ -9,12 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -89,19 +83,10 @@ func TestRoutingSurvivesAPIServerOutage(t *testing.T) {
 
 	// Kill kube-apiserver, like a crash. (A graceful stop would wait for the
 	// proxy's open watches for 20s.) Its etcd stays, unreachable behind it.
-	killAPIServer(t, env.Config.Host)
-	defer func() { stopped = true; _ = env.Stop() }()
-	for i := 0; ; i++ { // the port closes once all of its threads exited
-		c, err := net.DialTimeout("tcp", strings.Trim(strings.TrimPrefix(env.Config.Host, "https://"), "/"), time.Second)
-		if err != nil {
-			break
-		}
-		c.Close()
-		if i == 100 {
-			t.Fatal("the apiserver still accepts connections 5s after SIGKILL")
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := env.KillAPIServer(); err != nil {
+		t.Fatal(err)
 	}
+	defer func() { stopped = true; _ = env.Stop() }()
 	// Long enough for the informers to notice, fail their watches and start retrying.
 	end := time.Now().Add(3 * time.Second)
 	n := 0
@@ -116,37 +101,4 @@ func TestRoutingSurvivesAPIServerOutage(t *testing.T) {
 	if !p.Ready() {
 		t.Error("the proxy turned unready during the outage; it should keep serving its last table")
 	}
-}
-
-// killAPIServer sends SIGKILL to the kube-apiserver serving host (https://ip:port),
-// found by its --secure-port flag, and waits until it is gone.
-func killAPIServer(t *testing.T, host string) {
-	t.Helper()
-	_, port, err := net.SplitHostPort(strings.Trim(strings.TrimPrefix(host, "https://"), "/"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, f := range procs {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		args := strings.Split(string(b), "\x00")
-		if !strings.HasSuffix(args[0], "kube-apiserver") || !slices.Contains(args, "--secure-port="+port) {
-			continue
-		}
-		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		for syscall.Kill(pid, 0) == nil {
-			if b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat")); strings.Contains(string(b), ") Z ") {
-				break // a zombie until envtest reaps it
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		return
-	}
-	t.Fatalf("no kube-apiserver process with --secure-port=%s found", port)
 }

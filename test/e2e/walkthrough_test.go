@@ -1,0 +1,373 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// kubectlTable runs `kubectl get` and parses its real table output into rows keyed by column header.
+func kubectlTable(t *testing.T, user string, args ...string) []map[string]string {
+	t.Helper()
+	out, err := c.kubectlAs(user, append([]string{"get"}, args...)...)
+	if err != nil {
+		t.Fatalf("kubectl get %v: %v\n%s", args, err, out)
+	}
+	return parseTable(out)
+}
+
+// parseTable splits kubectl's column output using the header's column starts.
+func parseTable(out string) []map[string]string {
+	sc := bufio.NewScanner(strings.NewReader(out))
+	if !sc.Scan() {
+		return nil
+	}
+	header := sc.Text()
+	var names []string
+	var starts []int
+	for i := 0; i < len(header); {
+		if header[i] == ' ' {
+			i++
+			continue
+		}
+		j := i
+		// Column names may contain single spaces ("OWNER SLUG", "LAST HEARTBEAT").
+		for j < len(header) && !(header[j] == ' ' && (j+1 >= len(header) || header[j+1] == ' ')) {
+			j++
+		}
+		names, starts = append(names, header[i:j]), append(starts, i)
+		i = j
+	}
+	var rows []map[string]string
+	for sc.Scan() {
+		line := sc.Text()
+		row := map[string]string{}
+		for k, name := range names {
+			end := len(line)
+			if k+1 < len(starts) && starts[k+1] < end {
+				end = starts[k+1]
+			}
+			if starts[k] < len(line) {
+				row[name] = strings.TrimSpace(line[starts[k]:end])
+			}
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+func cmpOr(a, b map[string]string) map[string]string {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+func findRow(rows []map[string]string, col, val string) map[string]string {
+	for _, r := range rows {
+		if r[col] == val {
+			return r
+		}
+	}
+	return nil
+}
+
+// The seed's walkthrough: skeleton-svc registers itself; the proxy routes to it; kubectl shows it.
+func TestWalkthrough(t *testing.T) {
+	eventually(t, 60*time.Second, func() error {
+		code, body, err := get(c.proxyURL + "/skeleton-svc/hello")
+		if err != nil {
+			return err
+		}
+		if code != http.StatusOK || strings.Join(strings.Fields(body), "") != `{"hello":"world"}` {
+			return fmt.Errorf("HTTP %d %q", code, body)
+		}
+		return nil
+	})
+	rows := kubectlTable(t, "admin", "instances", "-A")
+	row := findRow(rows, "OWNER SLUG", "skeleton-svc")
+	if row == nil {
+		t.Fatalf("no skeleton-svc instance in %v", rows)
+	}
+	for _, col := range []string{"NAMESPACE", "ID", "URL", "STATUS", "OWNER SLUG", "LAST HEARTBEAT", "AGE"} {
+		if _, ok := row[col]; !ok {
+			t.Errorf("column %s missing from kubectl get instances -A: %v", col, row)
+		}
+	}
+	if row["URL"] != c.skelURL || row["STATUS"] != "Healthy" || row["LAST HEARTBEAT"] == "" || row["LAST HEARTBEAT"] == "<none>" {
+		t.Errorf("unexpected row: %v", row)
+	}
+	if testing.Verbose() {
+		out, _ := c.kubectlAs("admin", "get", "instances", "-A")
+		t.Logf("kubectl get instances -A:\n%s", out)
+	}
+
+	// The category lists both kinds, one table each.
+	out, err := c.kubectlAs("admin", "get", "slugway")
+	if err != nil {
+		t.Fatalf("kubectl get slugway: %v\n%s", err, out)
+	}
+	var sa, inst map[string]string
+	for _, block := range strings.Split(out, "\n\n") {
+		rows := parseTable(block)
+		sa = cmpOr(sa, findRow(rows, "NAME", "serviceaccount.slugway.io/skeleton-svc"))
+		inst = cmpOr(inst, findRow(rows, "OWNER SLUG", "skeleton-svc"))
+	}
+	if sa == nil || inst == nil || sa["OWNER"] != "skeleton" || sa["DISPLAY NAME"] != "Skeleton Svc" || sa["HEALTHY"] != "1" {
+		t.Errorf("kubectl get slugway should list the slug (owner skeleton, 1 healthy) and its instance:\n%s", out)
+	}
+}
+
+const mallorysInstance = `apiVersion: slugway.io/v1alpha1
+kind: Instance
+metadata:
+  name: hijack
+  namespace: default
+spec:
+  slug: skeleton-svc
+  url: http://127.0.0.1:1/
+`
+
+// A second identity cannot add, edit or delete the slug's instances; an admin can.
+func TestOwnership(t *testing.T) {
+	TestWalkthrough(t) // the skeleton's instance must exist
+	name := skeletonInstance(t)
+
+	out, err := c.kubectlIn("mallory", mallorysInstance, "apply", "-f", "-")
+	assertDenied(t, "apply", out, err)
+	out, err = c.kubectlAs("mallory", "patch", "instance", name, "-n", "default", "--type=merge", "-p", `{"spec":{"url":"http://127.0.0.1:2/"}}`)
+	assertDenied(t, "edit", out, err)
+	out, err = c.kubectlAs("mallory", "delete", "instance", name, "-n", "default")
+	assertDenied(t, "delete", out, err)
+
+	// An admin-group member may.
+	if out, err := c.kubectlAs("root", "label", "instance", name, "-n", "default", "reviewed=yes"); err != nil {
+		t.Fatalf("admin denied: %v\n%s", err, out)
+	}
+	if out, err := c.kubectlIn("root", strings.Replace(mallorysInstance, "hijack", "admin-added", 1), "apply", "-f", "-"); err != nil {
+		t.Fatalf("admin denied: %v\n%s", err, out)
+	}
+	if out, err := c.kubectlAs("root", "delete", "instance", "admin-added", "-n", "default"); err != nil {
+		t.Fatalf("admin denied: %v\n%s", err, out)
+	}
+}
+
+func assertDenied(t *testing.T, what, out string, err error) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("mallory's %s was allowed:\n%s", what, out)
+	}
+	want := `user "mallory" does not own slug "skeleton-svc" (owner "skeleton")`
+	if !strings.Contains(out, want) {
+		t.Fatalf("mallory's %s denied without saying why; want %q in:\n%s", what, want, out)
+	}
+	t.Logf("mallory's %s: %s", what, strings.TrimSpace(out))
+}
+
+func skeletonInstance(t *testing.T) string {
+	t.Helper()
+	row := findRow(kubectlTable(t, "admin", "instances", "-n", "default"), "OWNER SLUG", "skeleton-svc")
+	if row == nil {
+		t.Fatal("no skeleton-svc instance")
+	}
+	return row["ID"]
+}
+
+// kubectl apply of a ServiceAccount and an Instance makes the slug routable within a second.
+func TestDeclarativeRegistration(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "declared %s", r.URL.Path)
+	}))
+	defer backend.Close()
+	manifest := fmt.Sprintf(`apiVersion: slugway.io/v1alpha1
+kind: ServiceAccount
+metadata:
+  name: declared
+spec:
+  displayName: Declared Svc
+---
+apiVersion: slugway.io/v1alpha1
+kind: Instance
+metadata:
+  name: declared-1
+  namespace: default
+spec:
+  slug: declared
+  url: %s
+  healthCheck:
+    path: /declared/healthz
+`, backend.URL)
+	start := time.Now()
+	if out, err := c.kubectlIn("root", manifest, "apply", "-f", "-"); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, out)
+	}
+	var took time.Duration
+	eventually(t, 10*time.Second, func() error {
+		code, body, err := get(c.proxyURL + "/declared/x?y=1")
+		if err != nil || code != http.StatusOK {
+			return fmt.Errorf("HTTP %d %q %v", code, body, err)
+		}
+		if body != "declared /declared/x" {
+			return fmt.Errorf("body %q", body)
+		}
+		took = time.Since(start)
+		return nil
+	})
+	t.Logf("routable %s after kubectl apply returned", took)
+	if took > time.Second {
+		t.Errorf("routable only after %s (want within 1s)", took)
+	}
+}
+
+// Kill the backend: Unreachable and 503; restart it: Healthy and routed again.
+func TestBackendKilledAndRestarted(t *testing.T) {
+	TestWalkthrough(t)
+	c.skel.Kill() // no graceful deregistration: the controller must notice
+	eventually(t, 60*time.Second, func() error {
+		row := findRow(kubectlTable(t, "admin", "instances", "-A"), "OWNER SLUG", "skeleton-svc")
+		if row == nil || row["STATUS"] != "Unreachable" {
+			return fmt.Errorf("row %v", row)
+		}
+		return nil
+	})
+	code, body, err := get(c.proxyURL + "/skeleton-svc/hello")
+	if err != nil || code != http.StatusServiceUnavailable {
+		t.Fatalf("proxy answered %d %q %v for an Unreachable slug, want 503", code, body, err)
+	}
+	if !strings.Contains(body, "skeleton-svc") || strings.Contains(body, strings.TrimPrefix(c.skelURL, "http://")) {
+		t.Errorf("503 body should name the slug and not leak the address: %q", body)
+	}
+
+	if err := c.startSkeleton(); err != nil {
+		t.Fatal(err)
+	}
+	TestWalkthrough(t)
+	rows := kubectlTable(t, "admin", "instances", "-A")
+	n := 0
+	for _, r := range rows {
+		if r["OWNER SLUG"] == "skeleton-svc" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d skeleton-svc instances after a restart, want 1 (re-registration must be idempotent)", n)
+	}
+}
+
+// With two instances, killing one under load loses no request.
+func TestFailoverUnderLoad(t *testing.T) {
+	var servers []*httptest.Server
+	for range 2 {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) }))
+		defer s.Close()
+		servers = append(servers, s)
+	}
+	manifest := `apiVersion: slugway.io/v1alpha1
+kind: ServiceAccount
+metadata:
+  name: twins
+`
+	for i, s := range servers {
+		manifest += fmt.Sprintf(`---
+apiVersion: slugway.io/v1alpha1
+kind: Instance
+metadata:
+  name: twins-%d
+  namespace: default
+spec:
+  slug: twins
+  url: %s
+  healthCheck:
+    interval: 1s
+    timeout: 500ms
+`, i, s.URL)
+	}
+	if out, err := c.kubectlIn("root", manifest, "apply", "-f", "-"); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, out)
+	}
+	// Release the slug afterwards: that deletes its instances, so later tests see none of them.
+	t.Cleanup(func() {
+		if out, err := c.kubectlAs("root", "delete", "slug", "twins", "--wait=true", "--timeout=30s"); err != nil {
+			t.Errorf("releasing slug twins: %v\n%s", err, out)
+		}
+	})
+	eventually(t, 20*time.Second, func() error {
+		rows := kubectlTable(t, "admin", "instances", "-n", "default")
+		healthy := 0
+		for _, r := range rows {
+			if r["OWNER SLUG"] == "twins" && r["STATUS"] == "Healthy" {
+				healthy++
+			}
+		}
+		if healthy != 2 {
+			return fmt.Errorf("%d healthy", healthy)
+		}
+		return nil
+	})
+
+	var ok, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				code, body, err := get(c.proxyURL + "/twins/work")
+				if err != nil || code != http.StatusOK {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("HTTP %d %q %v", code, body, err))
+				} else {
+					ok.Add(1)
+				}
+			}
+		})
+	}
+	time.Sleep(time.Second)
+	servers[0].CloseClientConnections()
+	servers[0].Close() // killed: connections reset, the port refuses
+	time.Sleep(3 * time.Second)
+	close(stop)
+	wg.Wait()
+	t.Logf("%d requests succeeded, %d failed, across the kill", ok.Load(), failed.Load())
+	if failed.Load() != 0 {
+		t.Fatalf("%d requests failed (first: %v)", failed.Load(), firstErr.Load())
+	}
+	if ok.Load() < 100 {
+		t.Fatalf("only %d requests ran", ok.Load())
+	}
+}
+
+// Restarting the controller loses nothing: the same instances, still Healthy, still routed.
+func TestControllerRestart(t *testing.T) {
+	TestWalkthrough(t)
+	before := kubectlTable(t, "admin", "instances", "-A")
+	if err := c.controller.Stop(15 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.startController(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	after := kubectlTable(t, "admin", "instances", "-A")
+	if len(after) != len(before) {
+		t.Fatalf("%d instances before the restart, %d after", len(before), len(after))
+	}
+	for _, b := range before {
+		a := findRow(after, "ID", b["ID"])
+		if a == nil || a["STATUS"] != b["STATUS"] {
+			t.Errorf("instance %s: %v before, %v after", b["ID"], b, a)
+		}
+	}
+	TestWalkthrough(t)
+}
