@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -51,8 +52,13 @@ func run() error {
 	var controllerArgs []string
 	switch *cluster {
 	case "embedded":
+		// A crashed or killed earlier run may have left its etcd holding the data directory.
+		if pids := proc.KillMatching("--data-dir=" + filepath.Join(*dataDir, "etcd")); len(pids) > 0 {
+			step("stopped a control plane left behind by an earlier run (pids %v)", pids)
+			time.Sleep(500 * time.Millisecond)
+		}
 		step("starting etcd and kube-apiserver (data in %s)", *dataDir)
-		env, err := testenv.StartWith(testenv.Options{Webhooks: true, DataDir: *dataDir, Quiet: true})
+		env, err := startControlPlane(ctx, *dataDir)
 		if err != nil {
 			return err
 		}
@@ -153,6 +159,28 @@ Press Ctrl-C to stop everything.
 				}
 			}
 		}
+	}
+}
+
+// startControlPlane starts etcd and kube-apiserver, and gives up cleanly on Ctrl-C:
+// envtest itself does not watch a context.
+func startControlPlane(ctx context.Context, dataDir string) (*testenv.Env, error) {
+	type result struct {
+		env *testenv.Env
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		env, err := testenv.StartWith(testenv.Options{Webhooks: true, DataDir: dataDir, Quiet: true})
+		done <- result{env, err}
+	}()
+	select {
+	case r := <-done:
+		return r.env, r.err
+	case <-ctx.Done():
+		proc.KillMatching("--data-dir=" + filepath.Join(dataDir, "etcd"))
+		proc.KillMatching("--cert-dir=" + filepath.Join(dataDir, "pki"))
+		return nil, errors.New("interrupted while starting the control plane")
 	}
 }
 

@@ -112,6 +112,13 @@ func StartWith(o Options) (*Env, error) {
 					return nil, err
 				}
 			}
+			// envtest learns the serving CA only when it generates the serving certificate,
+			// so a new process regenerates it (etcd's data is what must persist).
+			for _, f := range []string{"apiserver.crt", "apiserver.key"} {
+				if err := os.Remove(filepath.Join(certDir, f)); err != nil && !os.IsNotExist(err) {
+					return nil, err
+				}
+			}
 		}
 		env.ControlPlane.Etcd = &envtest.Etcd{DataDir: etcdDir}
 		env.ControlPlane.APIServer = &envtest.APIServer{CertDir: certDir, SecurePort: o.APIServerPort}
