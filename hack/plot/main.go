@@ -32,28 +32,55 @@ type run struct {
 	TimeToHealthySeconds float64 `json:"timeToHealthySeconds"`
 	ControllerRSSPeakMiB float64 `json:"controllerRSSPeakMiB"`
 	ProxyRSSPeakMiB      float64 `json:"proxyRSSPeakMiB"`
-	Steady               *struct {
-		InstanceWritesPerMin      float64 `json:"instanceWritesPerMin"`
-		ProbesPerSecond           float64 `json:"probesPerSecond"`
-		APIServerReqPerSec        float64 `json:"apiserverReqPerSec"`
-		APIServerSlugwayReqPerSec float64 `json:"apiserverSlugwayReqPerSec"`
-		ControllerRSSMiB          float64 `json:"controllerRSSMiB"`
-		ProxyRSSMiB               float64 `json:"proxyRSSMiB"`
-	} `json:"steady"`
-	PropagationQuiet *struct {
-		P99 float64 `json:"p99"`
-	} `json:"propagationQuiet"`
-	PropagationChurn *struct {
-		P99 float64 `json:"p99"`
-	} `json:"propagationChurn"`
+	Slugs                int     `json:"slugs"`
+	ControllerArgs       string  `json:"controllerArgs"`
+	CreatesPerSecond     float64 `json:"createsPerSecond"`
+	QueueDepthPeak       float64 `json:"queueDepthPeak"`
+	Steady               *steady `json:"steady"`
+	PropagationQuiet     *prop   `json:"propagationQuiet"`
+	PropagationChurn     *prop   `json:"propagationChurn"`
+}
+
+type steady struct {
+	InstanceWritesPerMin       float64            `json:"instanceWritesPerMin"`
+	WritesPerInstancePer30s    float64            `json:"writesPerInstancePer30s"`
+	ServiceAccountWritesPerMin float64            `json:"serviceAccountWritesPerMin"`
+	ProbesPerSecond            float64            `json:"probesPerSecond"`
+	APIServerReqPerSec         float64            `json:"apiserverReqPerSec"`
+	APIServerSlugwayReqPerSec  float64            `json:"apiserverSlugwayReqPerSec"`
+	ControllerRSSMiB           float64            `json:"controllerRSSMiB"`
+	ProxyRSSMiB                float64            `json:"proxyRSSMiB"`
+	ReconcilesPerSec           float64            `json:"reconcilesPerSec"`
+	QueueDepthEnd              float64            `json:"queueDepthEnd"`
+	QueueWait                  latency            `json:"queueWait"`
+	Reconcile                  latency            `json:"reconcile"`
+	CPUCores                   map[string]float64 `json:"cpuCores"`
+}
+
+type latency struct {
+	P50 float64 `json:"p50"`
+	P99 float64 `json:"p99"`
+}
+
+type prop struct {
+	N                 int     `json:"n"`
+	Missed            int     `json:"missed"`
+	P50               float64 `json:"p50"`
+	P99               float64 `json:"p99"`
+	WriteP50          float64 `json:"writeP50"`
+	ChurnWritesPerSec float64 `json:"churnWritesPerSec"`
+	ProxyCPUCores     float64 `json:"proxyCPUCores"`
 }
 
 func main() {
 	out := flag.String("o", "docs/scale.png", "PNG to write")
 	refresh := flag.String("refresh", "30s", "the --heartbeat-refresh whose runs make the main series")
+	table := flag.Bool("table", false, "print the Markdown tables of docs/benchmarks.md instead of drawing")
 	flag.Parse()
 	runs, err := load(flag.Args())
-	if err == nil {
+	if err == nil && *table {
+		fmt.Print(tables(runs))
+	} else if err == nil {
 		err = render(*out, runs, *refresh)
 	}
 	if err != nil {

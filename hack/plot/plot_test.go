@@ -42,14 +42,8 @@ func sampleRuns() []run {
 	for _, n := range []int{100, 1000, 10000} {
 		r := run{Date: "2026-11-29T00:00:00Z", Machine: "test, 2 CPUs", Instances: n, HeartbeatRefresh: "30s", Healthy: n,
 			TimeToHealthySeconds: float64(n) / 50, ControllerRSSPeakMiB: 40 + float64(n)/100, ProxyRSSPeakMiB: 30 + float64(n)/200}
-		r.Steady = &struct {
-			InstanceWritesPerMin      float64 `json:"instanceWritesPerMin"`
-			ProbesPerSecond           float64 `json:"probesPerSecond"`
-			APIServerReqPerSec        float64 `json:"apiserverReqPerSec"`
-			APIServerSlugwayReqPerSec float64 `json:"apiserverSlugwayReqPerSec"`
-			ControllerRSSMiB          float64 `json:"controllerRSSMiB"`
-			ProxyRSSMiB               float64 `json:"proxyRSSMiB"`
-		}{InstanceWritesPerMin: float64(n) * 2, ProbesPerSecond: float64(n) / 10, APIServerReqPerSec: float64(n) / 25, APIServerSlugwayReqPerSec: float64(n) / 30}
+		r.Steady = &steady{InstanceWritesPerMin: float64(n) * 2, ProbesPerSecond: float64(n) / 10, APIServerReqPerSec: float64(n) / 25, APIServerSlugwayReqPerSec: float64(n) / 30}
+		r.PropagationQuiet = &prop{N: 60, P50: 0.02, P99: 0.05}
 		runs = append(runs, r)
 	}
 	old := runs[0]
@@ -103,5 +97,29 @@ func TestRenderWritesAPNGWithInk(t *testing.T) {
 func TestLoadNeedsFiles(t *testing.T) {
 	if _, err := load(nil); err == nil {
 		t.Error("load with no files must fail with a hint")
+	}
+}
+
+func TestTables(t *testing.T) {
+	runs := sampleRuns()
+	runs[1].Healthy = 10
+	md := tables(runs)
+	for _, want := range []string{
+		"| 100 (0) | 30s | – | 2.0 s | 200 |",
+		"> 20 s (10 Healthy)",
+		"| 100 | 20.0 ms / 50.0 ms (60) | – |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("tables lack %q:\n%s", want, md)
+		}
+	}
+}
+
+func TestDecadeNamesTheBucket(t *testing.T) {
+	if got := decade(642); got != "100–1000 s" {
+		t.Errorf("decade(642) = %q, want the bucket 100–1000 s, not an interpolated 642 s", got)
+	}
+	if got := decade(0.0612); got != "61.2 ms" {
+		t.Errorf("decade(0.0612) = %q, want 61.2 ms", got)
 	}
 }
