@@ -1,8 +1,8 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
+	"github.com/slugway/slugway/test/harness"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,76 +12,10 @@ import (
 	"time"
 )
 
-// kubectlTable runs `kubectl get` and parses its real table output into rows keyed by column header.
-func kubectlTable(t *testing.T, user string, args ...string) []map[string]string {
-	t.Helper()
-	out, err := c.kubectlAs(user, append([]string{"get"}, args...)...)
-	if err != nil {
-		t.Fatalf("kubectl get %v: %v\n%s", args, err, out)
-	}
-	return parseTable(out)
-}
-
-// parseTable splits kubectl's column output using the header's column starts.
-func parseTable(out string) []map[string]string {
-	sc := bufio.NewScanner(strings.NewReader(out))
-	if !sc.Scan() {
-		return nil
-	}
-	header := sc.Text()
-	var names []string
-	var starts []int
-	for i := 0; i < len(header); {
-		if header[i] == ' ' {
-			i++
-			continue
-		}
-		j := i
-		// Column names may contain single spaces ("OWNER SLUG", "LAST HEARTBEAT").
-		for j < len(header) && !(header[j] == ' ' && (j+1 >= len(header) || header[j+1] == ' ')) {
-			j++
-		}
-		names, starts = append(names, header[i:j]), append(starts, i)
-		i = j
-	}
-	var rows []map[string]string
-	for sc.Scan() {
-		line := sc.Text()
-		row := map[string]string{}
-		for k, name := range names {
-			end := len(line)
-			if k+1 < len(starts) && starts[k+1] < end {
-				end = starts[k+1]
-			}
-			if starts[k] < len(line) {
-				row[name] = strings.TrimSpace(line[starts[k]:end])
-			}
-		}
-		rows = append(rows, row)
-	}
-	return rows
-}
-
-func cmpOr(a, b map[string]string) map[string]string {
-	if a != nil {
-		return a
-	}
-	return b
-}
-
-func findRow(rows []map[string]string, col, val string) map[string]string {
-	for _, r := range rows {
-		if r[col] == val {
-			return r
-		}
-	}
-	return nil
-}
-
 // The seed's walkthrough: skeleton-svc registers itself; the proxy routes to it; kubectl shows it.
 func TestWalkthrough(t *testing.T) {
-	eventually(t, 60*time.Second, func() error {
-		code, body, err := get(c.proxyURL + "/skeleton-svc/hello")
+	harness.Eventually(t, 60*time.Second, func() error {
+		code, body, err := harness.Get(c.ProxyURL + "/skeleton-svc/hello")
 		if err != nil {
 			return err
 		}
@@ -90,8 +24,8 @@ func TestWalkthrough(t *testing.T) {
 		}
 		return nil
 	})
-	rows := kubectlTable(t, "admin", "instances", "-A")
-	row := findRow(rows, "OWNER SLUG", "skeleton-svc")
+	rows := c.KubectlTable(t, "admin", "instances", "-A")
+	row := harness.FindRow(rows, "OWNER SLUG", "skeleton-svc")
 	if row == nil {
 		t.Fatalf("no skeleton-svc instance in %v", rows)
 	}
@@ -100,24 +34,24 @@ func TestWalkthrough(t *testing.T) {
 			t.Errorf("column %s missing from kubectl get instances -A: %v", col, row)
 		}
 	}
-	if row["URL"] != c.skelURL || row["STATUS"] != "Healthy" || row["LAST HEARTBEAT"] == "" || row["LAST HEARTBEAT"] == "<none>" {
+	if row["URL"] != c.SkelURL || row["STATUS"] != "Healthy" || row["LAST HEARTBEAT"] == "" || row["LAST HEARTBEAT"] == "<none>" {
 		t.Errorf("unexpected row: %v", row)
 	}
 	if testing.Verbose() {
-		out, _ := c.kubectlAs("admin", "get", "instances", "-A")
+		out, _ := c.KubectlAs("admin", "get", "instances", "-A")
 		t.Logf("kubectl get instances -A:\n%s", out)
 	}
 
 	// The category lists both kinds, one table each.
-	out, err := c.kubectlAs("admin", "get", "slugway")
+	out, err := c.KubectlAs("admin", "get", "slugway")
 	if err != nil {
 		t.Fatalf("kubectl get slugway: %v\n%s", err, out)
 	}
 	var sa, inst map[string]string
 	for _, block := range strings.Split(out, "\n\n") {
-		rows := parseTable(block)
-		sa = cmpOr(sa, findRow(rows, "NAME", "serviceaccount.slugway.io/skeleton-svc"))
-		inst = cmpOr(inst, findRow(rows, "OWNER SLUG", "skeleton-svc"))
+		rows := harness.ParseTable(block)
+		sa = harness.FirstOf(sa, harness.FindRow(rows, "NAME", "serviceaccount.slugway.io/skeleton-svc"))
+		inst = harness.FirstOf(inst, harness.FindRow(rows, "OWNER SLUG", "skeleton-svc"))
 	}
 	if sa == nil || inst == nil || sa["OWNER"] != "skeleton" || sa["DISPLAY NAME"] != "Skeleton Svc" || sa["HEALTHY"] != "1" {
 		t.Errorf("kubectl get slugway should list the slug (owner skeleton, 1 healthy) and its instance:\n%s", out)
@@ -139,21 +73,21 @@ func TestOwnership(t *testing.T) {
 	TestWalkthrough(t) // the skeleton's instance must exist
 	name := skeletonInstance(t)
 
-	out, err := c.kubectlIn("mallory", mallorysInstance, "apply", "-f", "-")
+	out, err := c.KubectlIn("mallory", mallorysInstance, "apply", "-f", "-")
 	assertDenied(t, "apply", out, err)
-	out, err = c.kubectlAs("mallory", "patch", "instance", name, "-n", "default", "--type=merge", "-p", `{"spec":{"url":"http://127.0.0.1:2/"}}`)
+	out, err = c.KubectlAs("mallory", "patch", "instance", name, "-n", "default", "--type=merge", "-p", `{"spec":{"url":"http://127.0.0.1:2/"}}`)
 	assertDenied(t, "edit", out, err)
-	out, err = c.kubectlAs("mallory", "delete", "instance", name, "-n", "default")
+	out, err = c.KubectlAs("mallory", "delete", "instance", name, "-n", "default")
 	assertDenied(t, "delete", out, err)
 
 	// An admin-group member may.
-	if out, err := c.kubectlAs("root", "label", "instance", name, "-n", "default", "reviewed=yes"); err != nil {
+	if out, err := c.KubectlAs("root", "label", "instance", name, "-n", "default", "reviewed=yes"); err != nil {
 		t.Fatalf("admin denied: %v\n%s", err, out)
 	}
-	if out, err := c.kubectlIn("root", strings.Replace(mallorysInstance, "hijack", "admin-added", 1), "apply", "-f", "-"); err != nil {
+	if out, err := c.KubectlIn("root", strings.Replace(mallorysInstance, "hijack", "admin-added", 1), "apply", "-f", "-"); err != nil {
 		t.Fatalf("admin denied: %v\n%s", err, out)
 	}
-	if out, err := c.kubectlAs("root", "delete", "instance", "admin-added", "-n", "default"); err != nil {
+	if out, err := c.KubectlAs("root", "delete", "instance", "admin-added", "-n", "default"); err != nil {
 		t.Fatalf("admin denied: %v\n%s", err, out)
 	}
 }
@@ -172,7 +106,7 @@ func assertDenied(t *testing.T, what, out string, err error) {
 
 func skeletonInstance(t *testing.T) string {
 	t.Helper()
-	row := findRow(kubectlTable(t, "admin", "instances", "-n", "default"), "OWNER SLUG", "skeleton-svc")
+	row := harness.FindRow(c.KubectlTable(t, "admin", "instances", "-n", "default"), "OWNER SLUG", "skeleton-svc")
 	if row == nil {
 		t.Fatal("no skeleton-svc instance")
 	}
@@ -204,12 +138,12 @@ spec:
     path: /declared/healthz
 `, backend.URL)
 	start := time.Now()
-	if out, err := c.kubectlIn("root", manifest, "apply", "-f", "-"); err != nil {
+	if out, err := c.KubectlIn("root", manifest, "apply", "-f", "-"); err != nil {
 		t.Fatalf("kubectl apply: %v\n%s", err, out)
 	}
 	var took time.Duration
-	eventually(t, 10*time.Second, func() error {
-		code, body, err := get(c.proxyURL + "/declared/x?y=1")
+	harness.Eventually(t, 10*time.Second, func() error {
+		code, body, err := harness.Get(c.ProxyURL + "/declared/x?y=1")
 		if err != nil || code != http.StatusOK {
 			return fmt.Errorf("HTTP %d %q %v", code, body, err)
 		}
@@ -228,27 +162,27 @@ spec:
 // Kill the backend: Unreachable and 503; restart it: Healthy and routed again.
 func TestBackendKilledAndRestarted(t *testing.T) {
 	TestWalkthrough(t)
-	c.skel.Kill() // no graceful deregistration: the controller must notice
-	eventually(t, 60*time.Second, func() error {
-		row := findRow(kubectlTable(t, "admin", "instances", "-A"), "OWNER SLUG", "skeleton-svc")
+	c.Skeleton.Kill() // no graceful deregistration: the controller must notice
+	harness.Eventually(t, 60*time.Second, func() error {
+		row := harness.FindRow(c.KubectlTable(t, "admin", "instances", "-A"), "OWNER SLUG", "skeleton-svc")
 		if row == nil || row["STATUS"] != "Unreachable" {
 			return fmt.Errorf("row %v", row)
 		}
 		return nil
 	})
-	code, body, err := get(c.proxyURL + "/skeleton-svc/hello")
+	code, body, err := harness.Get(c.ProxyURL + "/skeleton-svc/hello")
 	if err != nil || code != http.StatusServiceUnavailable {
 		t.Fatalf("proxy answered %d %q %v for an Unreachable slug, want 503", code, body, err)
 	}
-	if !strings.Contains(body, "skeleton-svc") || strings.Contains(body, strings.TrimPrefix(c.skelURL, "http://")) {
+	if !strings.Contains(body, "skeleton-svc") || strings.Contains(body, strings.TrimPrefix(c.SkelURL, "http://")) {
 		t.Errorf("503 body should name the slug and not leak the address: %q", body)
 	}
 
-	if err := c.startSkeleton(); err != nil {
+	if err := c.StartSkeleton(); err != nil {
 		t.Fatal(err)
 	}
 	TestWalkthrough(t)
-	rows := kubectlTable(t, "admin", "instances", "-A")
+	rows := c.KubectlTable(t, "admin", "instances", "-A")
 	n := 0
 	for _, r := range rows {
 		if r["OWNER SLUG"] == "skeleton-svc" {
@@ -288,17 +222,17 @@ spec:
     timeout: 500ms
 `, i, s.URL)
 	}
-	if out, err := c.kubectlIn("root", manifest, "apply", "-f", "-"); err != nil {
+	if out, err := c.KubectlIn("root", manifest, "apply", "-f", "-"); err != nil {
 		t.Fatalf("kubectl apply: %v\n%s", err, out)
 	}
 	// Release the slug afterwards: that deletes its instances, so later tests see none of them.
 	t.Cleanup(func() {
-		if out, err := c.kubectlAs("root", "delete", "slug", "twins", "--wait=true", "--timeout=30s"); err != nil {
+		if out, err := c.KubectlAs("root", "delete", "slug", "twins", "--wait=true", "--timeout=30s"); err != nil {
 			t.Errorf("releasing slug twins: %v\n%s", err, out)
 		}
 	})
-	eventually(t, 20*time.Second, func() error {
-		rows := kubectlTable(t, "admin", "instances", "-n", "default")
+	harness.Eventually(t, 20*time.Second, func() error {
+		rows := c.KubectlTable(t, "admin", "instances", "-n", "default")
 		healthy := 0
 		for _, r := range rows {
 			if r["OWNER SLUG"] == "twins" && r["STATUS"] == "Healthy" {
@@ -323,7 +257,7 @@ spec:
 					return
 				default:
 				}
-				code, body, err := get(c.proxyURL + "/twins/work")
+				code, body, err := harness.Get(c.ProxyURL + "/twins/work")
 				if err != nil || code != http.StatusOK {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, fmt.Sprintf("HTTP %d %q %v", code, body, err))
@@ -351,20 +285,21 @@ spec:
 // Restarting the controller loses nothing: the same instances, still Healthy, still routed.
 func TestControllerRestart(t *testing.T) {
 	TestWalkthrough(t)
-	before := kubectlTable(t, "admin", "instances", "-A")
-	if err := c.controller.Stop(15 * time.Second); err != nil {
+	before := c.KubectlTable(t, "admin", "instances", "-A")
+	if err := c.Controller.Stop(15 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.startController(); err != nil {
+	var err error
+	if c.Controller, err = c.StartController(); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second)
-	after := kubectlTable(t, "admin", "instances", "-A")
+	after := c.KubectlTable(t, "admin", "instances", "-A")
 	if len(after) != len(before) {
 		t.Fatalf("%d instances before the restart, %d after", len(before), len(after))
 	}
 	for _, b := range before {
-		a := findRow(after, "ID", b["ID"])
+		a := harness.FindRow(after, "ID", b["ID"])
 		if a == nil || a["STATUS"] != b["STATUS"] {
 			t.Errorf("instance %s: %v before, %v after", b["ID"], b, a)
 		}

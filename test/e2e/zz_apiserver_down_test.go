@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"github.com/slugway/slugway/test/harness"
 	"net/http"
 	"testing"
 	"time"
@@ -10,11 +11,11 @@ import (
 // (File name sorts last: go test runs tests in source order, and this one ends the control plane.)
 func TestZZAPIServerDownProxyKeepsServing(t *testing.T) {
 	TestWalkthrough(t)
-	if err := c.env.KillAPIServer(); err != nil {
+	if err := c.Env.KillAPIServer(); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 20 {
-		code, body, err := get(c.proxyURL + "/skeleton-svc/hello")
+		code, body, err := harness.Get(c.ProxyURL + "/skeleton-svc/hello")
 		if err != nil || code != http.StatusOK {
 			t.Fatalf("request %d with the apiserver down: %d %q %v", i, code, body, err)
 		}
