@@ -1,0 +1,400 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/textproto"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// front puts h behind a real HTTP server, as in production.
+func front(t *testing.T, h *Handler) string {
+	s := httptest.NewServer(h)
+	t.Cleanup(s.Close)
+	return s.URL
+}
+
+// countingOrigin is an httptest origin that counts the connections it accepted.
+func countingOrigin(t *testing.T, hf http.HandlerFunc) (*httptest.Server, *atomic.Int32) {
+	var conns atomic.Int32
+	s := httptest.NewUnstartedServer(hf)
+	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	s.Start()
+	t.Cleanup(s.Close)
+	return s, &conns
+}
+
+func get(t *testing.T, c *http.Client, method, url string, body io.Reader) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+func TestFastPathReusesConnections(t *testing.T) {
+	be, conns := countingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, r.Method+" "+r.RequestURI)
+	})
+	h := NewHandler(Options{})
+	h.SetTable(table("s", be.URL))
+	url := front(t, h)
+	for i := range 50 {
+		code, body := get(t, http.DefaultClient, "GET", fmt.Sprintf("%s/s/x?i=%d", url, i), nil)
+		if code != 200 || body != fmt.Sprintf("GET /s/x?i=%d", i) {
+			t.Fatalf("request %d: %d %q", i, code, body)
+		}
+	}
+	code, _ := get(t, http.DefaultClient, "HEAD", url+"/s/x", nil)
+	code2, body := get(t, http.DefaultClient, "POST", url+"/s/x", strings.NewReader("payload"))
+	if code != 200 || code2 != 200 || body != "POST /s/x" {
+		t.Fatalf("HEAD %d, POST %d %q", code, code2, body)
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("52 sequential requests used %d upstream connections; want 1 reused", n)
+	}
+	b := h.table.Load().routes["s"].backends[0]
+	if b.pool == nil || b.pool.idleCount() != 1 {
+		t.Fatal("the connection is not back in the pool")
+	}
+}
+
+func TestFastPathConnectionClose(t *testing.T) {
+	be, conns := countingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		_, _ = io.WriteString(w, "bye")
+	})
+	h := NewHandler(Options{})
+	h.SetTable(table("s", be.URL))
+	url := front(t, h)
+	for i := range 5 {
+		resp, err := http.Get(url + "/s/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "bye" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, b)
+		}
+		if resp.Header.Get("Connection") != "" {
+			t.Fatal("the instance's Connection header (hop-by-hop) reached the client")
+		}
+	}
+	if n := conns.Load(); n != 5 {
+		t.Fatalf("an instance that says Connection: close got %d connections for 5 requests; want 5 (never reused)", n)
+	}
+	if n := h.table.Load().routes["s"].backends[0].pool.idleCount(); n != 0 {
+		t.Fatalf("%d closed connections kept in the pool", n)
+	}
+}
+
+// rawOrigin serves each connection with fn (for responses net/http's server won't produce).
+func rawOrigin(t *testing.T, fn func(c net.Conn, br *bufio.Reader)) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				fn(c, bufio.NewReader(c))
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+func TestFastPathSkipsInformationalResponses(t *testing.T) {
+	origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			_, _ = io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"+
+				"HTTP/1.1 100 Continue\r\n\r\n"+
+				"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Final: 1\r\n\r\nok")
+		}
+	})
+	h := NewHandler(Options{})
+	h.SetTable(table("s", origin))
+	url := front(t, h)
+	for range 2 { // the second on the reused connection: nothing of the 1xx is left over
+		req, _ := http.NewRequest("GET", url+"/s/x", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "ok" || resp.Header.Get("X-Final") != "1" {
+			t.Fatalf("got %d %q %v; want the final 200", resp.StatusCode, b, resp.Header)
+		}
+	}
+}
+
+func TestExpectContinueTakesTheTransport(t *testing.T) {
+	be, _ := countingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		_, _ = fmt.Fprintf(w, "%s %d", r.Header.Get("Expect"), len(b))
+	})
+	h := NewHandler(Options{})
+	h.SetTable(table("s", be.URL))
+	url := front(t, h)
+	req, _ := http.NewRequest("PUT", url+"/s/x", strings.NewReader(strings.Repeat("a", 5000)))
+	req.Header.Set("Expect", "100-continue")
+	c := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: 5 * time.Second}}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "100-continue 5000" {
+		t.Fatalf("got %d %q", resp.StatusCode, b)
+	}
+}
+
+func TestFastPathRequestBodies(t *testing.T) {
+	firstChunk := make(chan struct{})
+	be, _ := countingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		br := bufio.NewReader(r.Body)
+		line, _ := br.ReadString('\n')
+		if line == "first\n" {
+			close(firstChunk) // arrived while the client still holds the rest back
+		}
+		rest, _ := io.ReadAll(br)
+		_, _ = fmt.Fprintf(w, "%q cl=%d te=%v %d", line, r.ContentLength, r.TransferEncoding, len(rest))
+	})
+	h := NewHandler(Options{})
+	h.SetTable(table("s", be.URL))
+	url := front(t, h)
+
+	// Known length.
+	code, body := get(t, http.DefaultClient, "POST", url+"/s/x", strings.NewReader("line\n"+strings.Repeat("b", 100000)))
+	if code != 200 || body != `"line\n" cl=100005 te=[] 100000` {
+		t.Fatalf("known length: %d %s", code, body)
+	}
+
+	// Unknown length: chunked, streamed piece by piece.
+	pr, pw := io.Pipe()
+	go func() {
+		_, _ = io.WriteString(pw, "first\n")
+		select {
+		case <-firstChunk:
+		case <-time.After(10 * time.Second):
+		}
+		_, _ = io.WriteString(pw, strings.Repeat("c", 70000))
+		pw.Close()
+	}()
+	code, body = get(t, http.DefaultClient, "POST", url+"/s/x", pr)
+	if code != 200 || body != `"first\n" cl=-1 te=[chunked] 70000` {
+		t.Fatalf("chunked: %d %s", code, body)
+	}
+	select {
+	case <-firstChunk:
+	default:
+		t.Fatal("the first chunk did not reach the instance before the body ended: the body was buffered")
+	}
+}
+
+// TestFastPathStaleConnection: an instance closes a pooled connection while it is
+// idle. An idempotent request on it is retried on a fresh connection; a POST is
+// never replayed, and the pool checks a connection is alive before sending one.
+func TestFastPathStaleConnection(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	closed := make(chan struct{}, 10)
+	origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+		// Keep-alive is promised, but the connection closes after one exchange
+		// (an instance whose idle timeout is shorter than the proxy's).
+		defer func() { c.Close(); closed <- struct{}{} }()
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, req.Body)
+		mu.Lock()
+		seen[req.Method+" "+req.URL.Path]++
+		mu.Unlock()
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	})
+	h := NewHandler(Options{})
+	h.SetTable(table("s", origin))
+	url := front(t, h)
+	pool := h.table.Load().routes["s"].backends[0].pool
+	waitStale := func() {
+		t.Helper()
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the instance did not close its connection")
+		}
+		if pool.idleCount() != 1 {
+			t.Fatalf("pool holds %d connections, want the 1 the instance closed", pool.idleCount())
+		}
+	}
+
+	if code, _ := get(t, http.DefaultClient, "GET", url+"/s/a", nil); code != 200 {
+		t.Fatalf("first GET: %d", code)
+	}
+	waitStale()
+	if code, body := get(t, http.DefaultClient, "GET", url+"/s/b", nil); code != 200 || body != "ok" {
+		t.Fatalf("GET on a stale pooled connection: %d %q; want it retried on a fresh one", code, body)
+	}
+	waitStale()
+	if code, body := get(t, http.DefaultClient, "POST", url+"/s/c", strings.NewReader("x")); code != 200 || body != "ok" {
+		t.Fatalf("POST after the instance closed the pooled connection: %d %q; want a fresh connection", code, body)
+	}
+	// Now the instance drops a POST it received, on a reused connection: a 502,
+	// and the POST reached it exactly once.
+	h2 := NewHandler(Options{})
+	keep := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			mu.Lock()
+			seen["keep "+req.Method+" "+req.URL.Path]++
+			mu.Unlock()
+			if req.URL.Path == "/s/drop" {
+				return
+			}
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	h2.SetTable(table("s", keep))
+	url2 := front(t, h2)
+	if code, _ := get(t, http.DefaultClient, "GET", url2+"/s/warm", nil); code != 200 {
+		t.Fatalf("warm-up GET: %d", code)
+	}
+	if code, _ := get(t, http.DefaultClient, "POST", url2+"/s/drop", strings.NewReader("once")); code != http.StatusBadGateway {
+		t.Fatalf("POST the instance dropped: %d, want 502", code)
+	}
+	if code, _ := get(t, http.DefaultClient, "POST", url2+"/s/drop", nil); code != http.StatusBadGateway {
+		t.Fatalf("bodiless POST the instance dropped: %d, want 502", code)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n := seen["keep POST /s/drop"]; n != 2 {
+		t.Fatalf("the instance saw the two dropped POSTs %d times; want 2 (never replayed)", n)
+	}
+	if seen["GET /s/b"] != 1 || seen["POST /s/c"] != 1 {
+		t.Fatalf("requests seen: %v", seen)
+	}
+}
+
+func TestFastPathIdleTimeoutClosesPooledConnections(t *testing.T) {
+	be := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }))
+	var open atomic.Int32
+	be.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	be.Start()
+	t.Cleanup(be.Close)
+	h := NewHandler(Options{UpstreamIdleTimeout: 50 * time.Millisecond})
+	h.SetTable(table("s", be.URL))
+	url := front(t, h)
+	if code, _ := get(t, http.DefaultClient, "GET", url+"/s/x", nil); code != 200 {
+		t.Fatal(code)
+	}
+	pool := h.table.Load().routes["s"].backends[0].pool
+	deadline := time.Now().Add(10 * time.Second)
+	for pool.idleCount() != 0 || open.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the idle timeout: %d pooled, %d open at the instance; want 0", pool.idleCount(), open.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// An instance leaving the table closes its idle connections.
+	if code, _ := get(t, http.DefaultClient, "GET", url+"/s/x", nil); code != 200 {
+		t.Fatal(code)
+	}
+	h.SetTable(table("other", be.URL))
+	for open.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the pool of an instance that left the table kept its connections")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestWriteOutHeaderMatchesOutHeader: the fast path writes the same header fields
+// as the Transport path sends.
+func TestWriteOutHeaderMatchesOutHeader(t *testing.T) {
+	h := NewHandler(Options{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+	cases := []struct {
+		remote string
+		hdr    http.Header
+	}{
+		{"10.1.2.3:5", http.Header{"Connection": {"keep-alive, X-Drop"}, "X-Drop": {"1"}, "Te": {"trailers, deflate"}, "Upgrade": {"h2c"},
+			"X-Forwarded-For": {"1.1.1.1", "2.2.2.2"}, "X-Forwarded-Proto": {"https"}, "Cookie": {"a=1", "b=2"}, "Forwarded": {"for=x"}}},
+		{"192.0.2.1:5", http.Header{"X-Forwarded-For": {"1.1.1.1"}, "X-Forwarded-Host": {"evil"}, "Forwarded": {"for=x"},
+			"User-Agent": {"ua"}, "Keep-Alive": {"timeout=5"}, "Proxy-Authorization": {"x"}, "Accept": {"*/*"}}},
+		{"[2001:db8::1]:5", http.Header{"Content-Length": {"3"}, "Transfer-Encoding": {"chunked"}, "Trailer": {"X"}, "Te": {"gzip"}}},
+		{"10.0.0.1:1", http.Header{"X-Forwarded-Host": {"orig"}, "Connection": {"X-Forwarded-Host"}}},
+	}
+	for i, c := range cases {
+		r := httptest.NewRequest("GET", "/s/x", nil)
+		r.Header, r.RemoteAddr, r.Host = c.hdr, c.remote, "front.example"
+		want := h.outHeader(r, "")
+		if ua := want["User-Agent"]; len(ua) == 1 && ua[0] == "" {
+			delete(want, "User-Agent") // the Transport's way of sending none
+		}
+		delete(want, "Content-Length") // the Transport writes its own from ContentLength, as the fast path does
+		var sb strings.Builder
+		bw := bufio.NewWriter(&sb)
+		if err := h.writeOutHeader(bw, r); err != nil {
+			t.Fatal(err)
+		}
+		bw.WriteString("\r\n")
+		bw.Flush()
+		got, err := textproto.NewReader(bufio.NewReader(strings.NewReader(sb.String()))).ReadMIMEHeader()
+		if err != nil {
+			t.Fatalf("case %d: %v in %q", i, err, sb.String())
+		}
+		if !reflect.DeepEqual(http.Header(got), want) {
+			t.Errorf("case %d:\n fast path  %v\n transport %v", i, got, want)
+		}
+	}
+}
