@@ -6,6 +6,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -48,7 +49,15 @@ type InstanceReconciler struct {
 	ExpireAfter time.Duration
 	// Now is the clock; tests replace it.
 	Now func() time.Time
+
+	// leadingSince is when this replica began to lead (unix nanoseconds); see LeadingSince.
+	leadingSince atomic.Int64
 }
+
+// LeadingSince records when this replica began to lead. A heartbeat-mode instance gets a
+// full TTL from then before it can expire: while the apiserver or the previous leader was
+// away, services could not renew their heartbeats, and an outage must not expire them all.
+func (r *InstanceReconciler) LeadingSince(t time.Time) { r.leadingSince.Store(t.UnixNano()) }
 
 // +kubebuilder:rbac:groups=slugway.io,resources=instances,verbs=get;list;watch;delete
 // +kubebuilder:rbac:groups=slugway.io,resources=instances/status,verbs=get;update;patch
@@ -163,7 +172,7 @@ func (r *InstanceReconciler) health(inst *slugwayv1.Instance, now time.Time) (he
 	hc := inst.Spec.HealthCheck
 	if hc.Type == slugwayv1.HealthCheckHeartbeat {
 		r.Monitor.Forget(key)
-		return heartbeatHealth(inst.Status.LastHeartbeat, hc.TTLOrDefault(), now)
+		return heartbeatHealth(inst.Status.LastHeartbeat, hc.TTLOrDefault(), now, time.Unix(0, r.leadingSince.Load()))
 	}
 	spec, err := probeSpec(inst)
 	if err != nil {
@@ -189,14 +198,19 @@ func (r *InstanceReconciler) health(inst *slugwayv1.Instance, now time.Time) (he
 	return hv, 0
 }
 
-// heartbeatHealth is push mode: Healthy while lastHeartbeat is younger than ttl.
-func heartbeatHealth(last *metav1.Time, ttl time.Duration, now time.Time) (healthView, time.Duration) {
+// heartbeatHealth is push mode: Healthy while lastHeartbeat is younger than ttl, counted
+// from no earlier than since.
+func heartbeatHealth(last *metav1.Time, ttl time.Duration, now, since time.Time) (healthView, time.Duration) {
 	if last == nil {
 		return healthView{health: slugwayv1.HealthUnknown, message: "no heartbeat received yet"}, 0
 	}
 	// The stored time has one-second precision, so the beat happened up to 1s after it:
 	// count the TTL from the end of that second, so an instance never expires early.
-	age := now.Sub(last.Time) - time.Second
+	from := last.Add(time.Second)
+	if since.After(from) {
+		from = since
+	}
+	age := now.Sub(from)
 	if age >= ttl {
 		return healthView{health: slugwayv1.HealthUnreachable, message: fmt.Sprintf("no heartbeat within the TTL of %s (last at %s)", ttl, last.UTC().Format(time.RFC3339))}, 0
 	}

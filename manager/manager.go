@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrlmanager "sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -33,7 +34,8 @@ type Options struct {
 	MetricsAddr, ProbeAddr  string
 	LeaderElect             bool
 	LeaderElectionNamespace string
-	// LeaseDuration etc. of leader election; zero keeps controller-runtime's defaults (15s/10s/2s).
+	// LeaseDuration, RenewDeadline and RetryPeriod of leader election; all three are used
+	// when LeaseDuration is set, otherwise controller-runtime's defaults (15s/10s/2s).
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 
 	WebhookHost     string
@@ -110,6 +112,15 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 	}
 	ir.Monitor = health.NewMonitor[types.NamespacedName](health.NewProber(o.Dial), max(o.ProbeConcurrency, 1), o.HeartbeatRefresh, ir.NotifyFunc(ctx))
 	if err := mgr.Add(ir.Monitor); err != nil {
+		return nil, err
+	}
+	// Heartbeats count from no earlier than when this replica began to lead: while the
+	// apiserver (or the previous leader) was away, services could not renew them.
+	if err := mgr.Add(ctrlmanager.RunnableFunc(func(ctx context.Context) error {
+		ir.LeadingSince(time.Now())
+		<-ctx.Done()
+		return nil
+	})); err != nil {
 		return nil, err
 	}
 	if err := ir.SetupWithManager(mgr, max(o.Reconcilers, 1)); err != nil {
