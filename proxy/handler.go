@@ -42,9 +42,13 @@ type Handler struct {
 
 type liveTable struct {
 	routes map[string]*liveRoute
+	// loaded is false until the first SetTable: a starting proxy does not know which
+	// slugs exist, so it answers 503 (retry) rather than 404 (no such slug).
+	loaded bool
 }
 
-// NewHandler returns a Handler with an empty route table: every slug is unknown until SetTable.
+// NewHandler returns a Handler with no route table yet: every request is answered 503
+// with Retry-After until the first SetTable.
 func NewHandler(o Options) *Handler {
 	o.defaults()
 	m := newMetrics()
@@ -67,7 +71,7 @@ func NewHandler(o Options) *Handler {
 func (h *Handler) SetTable(t *routes.Table) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	live := &liveTable{routes: make(map[string]*liveRoute, len(t.Routes))}
+	live := &liveTable{routes: make(map[string]*liveRoute, len(t.Routes)), loaded: true}
 	backends := make(map[string]*backend, len(h.backends))
 	for slug, r := range t.Routes {
 		sm := h.slugs[slug]
@@ -147,8 +151,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (code int, sm *s
 	if perr != nil {
 		return writeError(w, perr.Status, perr.Msg, ""), h.unknown, false
 	}
-	rt := h.table.Load().routes[slug]
+	table := h.table.Load()
+	rt := table.routes[slug]
 	if rt == nil {
+		if !table.loaded {
+			w.Header()["Retry-After"] = retryStarting
+			return writeError(w, http.StatusServiceUnavailable, "starting: the route table is not loaded yet", slug), h.unknown, false
+		}
 		return writeError(w, http.StatusNotFound, "unknown slug", slug), h.unknown, false
 	}
 	if len(rt.backends) == 0 {
@@ -167,7 +176,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (code int, sm *s
 	return code, rt.m, abort
 }
 
-var retryAfter = []string{"5"}
+var (
+	retryAfter    = []string{"5"}
+	retryStarting = []string{"1"}
+)
 
 type errorBody struct {
 	Error string `json:"error"`
