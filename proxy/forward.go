@@ -33,7 +33,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rt *liveRoute,
 		body = &trackedBody{rc: rc}
 	}
 	var out *http.Request // for the Transport, built when first needed
-	var u url.URL
+	var u *url.URL
 
 	var triedBuf [8]*backend
 	tried := triedBuf[:0]
@@ -51,9 +51,10 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rt *liveRoute,
 			resp, err = h.fastRoundTrip(ctx, b.pool, r, b.ep.Prefix, path, query, hasQuery, body)
 		} else {
 			if out == nil {
+				u = new(url.URL)
 				out = (&http.Request{
 					Method:        r.Method,
-					URL:           &u,
+					URL:           u,
 					Proto:         "HTTP/1.1",
 					ProtoMajor:    1,
 					ProtoMinor:    1,
@@ -65,7 +66,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rt *liveRoute,
 					out.Body = body
 				}
 			}
-			u = url.URL{Scheme: b.ep.Scheme, Host: b.ep.Host, Opaque: b.ep.Prefix + path, RawQuery: query, ForceQuery: hasQuery && query == ""}
+			*u = url.URL{Scheme: b.ep.Scheme, Host: b.ep.Host, Opaque: b.ep.Prefix + path, RawQuery: query, ForceQuery: hasQuery && query == ""}
 			tr := b.transport
 			if upgrade != "" {
 				tr = h.h1 // upgrades are an HTTP/1.1 mechanism

@@ -55,7 +55,9 @@ type upConn struct {
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	idleSince time.Time
-	reused    bool // it served a request before this one
+	reused    bool   // it served a request before this one
+	cancel    func() // expires the connection's deadlines: a cancelled request's blocked I/O returns
+	body      fastBody
 }
 
 // countingReader counts the bytes read from the connection, so that a failure
@@ -131,6 +133,7 @@ func (p *upstreamPool) get(ctx context.Context, checkAlive bool) (*upConn, error
 		return nil, err
 	}
 	pc := &upConn{pool: p, c: c}
+	pc.cancel = func() { _ = c.SetDeadline(aLongTimeAgo) }
 	pc.cr.c = c
 	pc.br = bufio.NewReaderSize(&pc.cr, 16<<10)
 	pc.bw = bufio.NewWriterSize(c, 8<<10)
@@ -227,7 +230,7 @@ func isStaleConnErr(err error) bool {
 func (h *Handler) exchange(ctx context.Context, pc *upConn, r *http.Request, target1, target2, query string, hasQuery bool, body *trackedBody) (*http.Response, error) {
 	c := pc.c
 	pc.cr.n = 0
-	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(aLongTimeAgo) })
+	stop := context.AfterFunc(ctx, pc.cancel)
 	fail := func(err error) (*http.Response, error) {
 		stop()
 		c.Close()
@@ -314,7 +317,8 @@ func (h *Handler) exchange(ctx context.Context, pc *upConn, r *http.Request, tar
 			_ = c.SetDeadline(aLongTimeAgo) // cancelled meanwhile: don't undo it
 		}
 	}
-	resp.Body = &fastBody{rc: resp.Body, pc: pc, stop: stop, wrote: wrote, keep: !resp.Close}
+	pc.body = fastBody{rc: resp.Body, pc: pc, stop: stop, wrote: wrote, keep: !resp.Close}
+	resp.Body = &pc.body // one exchange at a time per connection: reuse its body
 	return resp, nil
 }
 
