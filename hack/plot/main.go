@@ -186,10 +186,13 @@ func panels(runs []run, refresh string) []panel {
 	sort.Strings(names)
 	palette := []color.RGBA{blue, orange, green, red}
 	for i, k := range names {
-		pts := pick(latest(runs, k), steady(func(r run) float64 { return r.Steady.InstanceWritesPerMin }))
-		if len(pts) > 0 {
-			writes.series = append(writes.series, series{"refresh " + k, palette[i%len(palette)], pts})
+		rs := latest(runs, k)
+		pts := pick(rs, steady(func(r run) float64 { return r.Steady.InstanceWritesPerMin }))
+		name := "refresh " + shortDuration(k)
+		if len(pts) == 0 && len(rs) > 0 {
+			name += ": 0 writes" // a log axis has no room for zero; say it in the legend
 		}
+		writes.series = append(writes.series, series{name, palette[i%len(palette)], pts})
 	}
 	// The budget line: one write per instance per 30 s.
 	var budget [][2]float64
@@ -223,7 +226,7 @@ func panels(runs []run, refresh string) []panel {
 				return r.PropagationQuiet.P99 * 1000, true
 			})},
 			{"under heartbeat writes", orange, pick(main, func(r run) (float64, bool) {
-				if r.PropagationChurn == nil {
+				if r.PropagationChurn == nil || r.PropagationChurn.ChurnWritesPerSec <= 0 {
 					return 0, false
 				}
 				return r.PropagationChurn.P99 * 1000, true
@@ -244,7 +247,7 @@ func render(path string, runs []run, refresh string) error {
 	for _, r := range latest(runs, refresh) {
 		machine, date = r.Machine, r.Date[:min(len(r.Date), 10)]
 	}
-	drawText(img, 10, 8, "slugway control plane cost vs instances (log-log), refresh "+refresh, 2, dark)
+	drawText(img, 10, 8, "slugway control plane cost vs instances (log-log), refresh "+shortDuration(refresh), 2, dark)
 	drawText(img, 10, 28, fmt.Sprintf("%s  %s  go run ./hack/scale; go run ./hack/plot", date, machine), 1, dark)
 	for i, p := range ps {
 		x0, y0 := (i%cols)*panelW, header+(i/cols)*panelH
@@ -328,9 +331,13 @@ func drawPanel(img *image.RGBA, r image.Rectangle, p panel) {
 				line(img, px(prev[0]), py(prev[1]), x, y, s.c)
 				line(img, px(prev[0]), py(prev[1])+1, x, y+1, s.c)
 			}
-			if len(s.pts) <= 4 {
+			if len(s.pts) <= 5 {
 				l := valueLabel(pt[1])
-				drawText(img, x+5, y-10, l, 1, s.c)
+				lx := x + 5
+				if lx+textWidth(l, 1) > r.Max.X-2 {
+					lx = x - 5 - textWidth(l, 1) // keep the last point's label inside the panel
+				}
+				drawText(img, lx, y-10, l, 1, s.c)
 			}
 		}
 	}
@@ -345,6 +352,17 @@ func drawPanel(img *image.RGBA, r image.Rectangle, p panel) {
 		drawText(img, lx+14, ly, s.name, 1, dark)
 		lx += w
 	}
+}
+
+// shortDuration drops the zero units time.Duration prints: 5m0s → 5m, 1h0m0s → 1h.
+func shortDuration(d string) string {
+	if strings.HasSuffix(d, "m0s") {
+		d = strings.TrimSuffix(d, "0s")
+	}
+	if strings.HasSuffix(d, "h0m") {
+		d = strings.TrimSuffix(d, "0m")
+	}
+	return d
 }
 
 // tickLabel writes a decade compactly: 0.01, 0.1, 1, 10, 100, 1K, 10K, 1M.

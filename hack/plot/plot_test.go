@@ -123,3 +123,11 @@ func TestDecadeNamesTheBucket(t *testing.T) {
 		t.Errorf("decade(0.0612) = %q, want 61.2 ms", got)
 	}
 }
+
+func TestShortDuration(t *testing.T) {
+	for in, want := range map[string]string{"30s": "30s", "5m0s": "5m", "1h0m0s": "1h", "1m30s": "1m30s"} {
+		if got := shortDuration(in); got != want {
+			t.Errorf("shortDuration(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
