@@ -311,7 +311,10 @@ func (h *Handler) exchange(ctx context.Context, pc *upConn, r *http.Request, tar
 			return fail(errors.New("the instance sent too many 1xx responses"))
 		}
 	}
-	if h.opts.ResponseHeaderTimeout > 0 {
+	// Lift the header deadline for the body, unless the body is already all in
+	// the buffer (small responses): then nothing reads the connection before the
+	// next exchange sets its own deadline, and a timer update is saved.
+	if h.opts.ResponseHeaderTimeout > 0 && (resp.ContentLength < 0 || int64(pc.br.Buffered()) < resp.ContentLength || resp.Body == http.NoBody) {
 		_ = c.SetReadDeadline(time.Time{})
 		if ctx.Err() != nil {
 			_ = c.SetDeadline(aLongTimeAgo) // cancelled meanwhile: don't undo it
