@@ -14,6 +14,7 @@
 #
 #   hack/bench-proxy.sh                        # 10s per run, 2 threads
 #   DURATION=5s SCENARIOS="small:64 64k:64" hack/bench-proxy.sh
+#   BASELINE=4ef7626 hack/bench-proxy.sh       # also slugway built from that git commit ("baseline")
 #   PROFILE=20 hack/bench-proxy.sh             # then a 20s CPU profile of slugway (small:64)
 #                                              # into $PROFILE_OUT (default /tmp/slugway-bench.pprof)
 set -euo pipefail
@@ -27,6 +28,7 @@ PROFILE_OUT=${PROFILE_OUT:-/tmp/slugway-bench.pprof}
 [ "$PROFILE" != 0 ] && PPROF=true
 CLK_TCK=$(getconf CLK_TCK)
 ORIGIN=127.0.0.1:28081 SLUGWAY=127.0.0.1:28080 ADMIN=127.0.0.1:29080 NGINX=127.0.0.1:28082 HAPROXY=127.0.0.1:28083
+BASE=127.0.0.1:28084 BASE_ADMIN=127.0.0.1:29084 BASELINE=${BASELINE:-}
 WORK=$(mktemp -d /tmp/slugway-bench.XXXXXX)
 PIDS=()
 cleanup() {
@@ -53,6 +55,12 @@ echo "building slugway, the origin and the control-plane helper" >&2
 go build -o "$WORK/slugway" .
 go build -o "$WORK/benchorigin" ./hack/benchorigin
 go build -o "$WORK/benchenv" ./hack/benchenv
+if [ -n "$BASELINE" ]; then
+  echo "building slugway at $BASELINE as the baseline" >&2
+  mkdir -p "$WORK/base"
+  git archive "$BASELINE" | tar -x -C "$WORK/base"
+  (cd "$WORK/base" && go build -o "$WORK/slugway-base" .)
+fi
 
 wait_http() { # url: wait until it answers 200
   for _ in $(seq 1 300); do
@@ -68,6 +76,10 @@ for _ in $(seq 1 600); do grep -q ready "$WORK/benchenv.out" 2>/dev/null && brea
 grep -q ready "$WORK/benchenv.out" || { cat "$WORK/benchenv.log" >&2; exit 1; }
 KUBECONFIG="$WORK/kubeconfig" "$WORK/slugway" proxy --listen "$SLUGWAY" --admin-listen "$ADMIN" --allow-loopback --pprof="${PPROF:-false}" 2>"$WORK/slugway.log" & PIDS+=($!); SLUGWAY_PID=$!
 wait_http "http://$ADMIN/readyz"
+if [ -n "$BASELINE" ]; then
+  KUBECONFIG="$WORK/kubeconfig" "$WORK/slugway-base" proxy --listen "$BASE" --admin-listen "$BASE_ADMIN" --allow-loopback 2>"$WORK/slugway-base.log" & PIDS+=($!); BASE_PID=$!
+  wait_http "http://$BASE_ADMIN/readyz"
+fi
 
 cat > "$WORK/nginx.conf" <<CONF
 worker_processes auto;
@@ -121,6 +133,7 @@ pids_of() { # target → the processes doing its work
   case $1 in
     direct) echo "$ORIGIN_PID" ;;
     slugway) echo "$SLUGWAY_PID" ;;
+    baseline) echo "$BASE_PID" ;;
     nginx) echo "$NGINX_PID" "$(pgrep -P "$NGINX_PID" | tr '\n' ' ')" ;;
     haproxy) echo "$HAPROXY_PID" ;;
   esac
@@ -135,18 +148,21 @@ cpu_ticks() { # pids → summed utime+stime (clock ticks); the comm field may ho
 }
 path_for() { case $1 in small) echo /bench/hello ;; 1k) echo /bench/1k ;; 64k) echo /bench/64k ;; *) echo "unknown size $1 (small, 1k, 64k)" >&2; exit 1 ;; esac; }
 
-for u in "http://$ORIGIN" "http://$SLUGWAY" "http://$NGINX" "http://$HAPROXY"; do
+urls=("http://$ORIGIN" "http://$SLUGWAY" "http://$NGINX" "http://$HAPROXY")
+[ -z "$BASELINE" ] || urls+=("http://$BASE")
+for u in "${urls[@]}"; do
   for s in small 1k 64k; do wait_http "$u$(path_for $s)"; done
 done
 
 TARGETS=(direct slugway nginx haproxy)
+[ -z "$BASELINE" ] || TARGETS=(direct slugway baseline nginx haproxy)
 declare -A RPS P50 P99 CPU ERR
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 for sc in $SCENARIOS; do
   conns=${sc##*:} path=$(path_for "${sc%%:*}")
   for target in "${TARGETS[@]}"; do
     case $target in
-      direct) addr=$ORIGIN ;; slugway) addr=$SLUGWAY ;; nginx) addr=$NGINX ;; haproxy) addr=$HAPROXY ;;
+      direct) addr=$ORIGIN ;; slugway) addr=$SLUGWAY ;; baseline) addr=$BASE ;; nginx) addr=$NGINX ;; haproxy) addr=$HAPROXY ;;
     esac
     wrk -t"$THREADS" -c"$conns" -d"$WARMUP" "http://$addr$path" >/dev/null
     read -ra pids <<<"$(pids_of "$target")"
@@ -169,6 +185,7 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 echo
 echo "wrk -t$THREADS -d$DURATION (warm-up $WARMUP), $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC'), load average $LOAD_START at the start, $LOAD_END at the end"
 echo "CPU: user+sys seconds per 100k requests of the proxy's processes (for direct: the origin's)"
+[ -z "$BASELINE" ] || echo "baseline: slugway built from $(git rev-parse --short "$BASELINE")"
 for sc in $SCENARIOS; do
   echo
   echo "### ${sc%%:*} response, ${sc##*:} connections"
