@@ -58,7 +58,7 @@ func (w *watcher) signal() {
 // ready), and rebuilds on every change until ctx ends.
 func (w *watcher) run(ctx context.Context, ready func()) error {
 	handler := toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { w.signal() },
+		AddFunc: func(any) { w.signal() },
 		UpdateFunc: func(old, obj any) {
 			if routingChanged(old, obj) {
 				w.signal()
