@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -395,4 +396,66 @@ func FindRow(rows []map[string]string, col, val string) map[string]string {
 		}
 	}
 	return nil
+}
+
+// Supervised keeps a process running the way a Deployment does: when it exits, it is
+// started again after a second.
+type Supervised struct {
+	mu       sync.Mutex
+	cur      *proc.Proc
+	restarts int
+	stop     chan struct{}
+	done     chan struct{}
+	once     sync.Once
+}
+
+// Supervise runs start, and runs it again whenever its process exits, until Stop.
+func Supervise(start func() (*proc.Proc, error)) *Supervised {
+	s := &Supervised{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for {
+			p, err := start()
+			if err == nil {
+				s.mu.Lock()
+				s.cur = p
+				s.mu.Unlock()
+				select {
+				case <-p.Done():
+				case <-s.stop:
+					_ = p.Stop(15 * time.Second)
+					return
+				}
+			}
+			select {
+			case <-s.stop:
+				return
+			case <-time.After(time.Second):
+			}
+			s.mu.Lock()
+			s.restarts++
+			s.mu.Unlock()
+		}
+	}()
+	return s
+}
+
+// Current returns the running process (nil before the first start).
+func (s *Supervised) Current() *proc.Proc {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur
+}
+
+// Restarts counts how often the process had to be started again.
+func (s *Supervised) Restarts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.restarts
+}
+
+// Stop ends supervision and the process. It may be called more than once.
+func (s *Supervised) Stop() {
+	s.once.Do(func() { close(s.stop) })
+	<-s.done
 }
