@@ -64,11 +64,21 @@ type upConn struct {
 // can tell "the instance closed a pooled connection before answering" (safe to
 // retry for idempotent requests) from a failure partway through a response.
 type countingReader struct {
-	c net.Conn
-	n int64
+	c     net.Conn
+	n     int64
+	limit int64 // while reading response headers: fail past this many bytes (0: none)
 }
 
+// maxResponseHeaderBytes bounds an instance's response headers, 1xx included, as
+// Transport's MaxResponseHeaderBytes default does.
+var maxResponseHeaderBytes int64 = 10 << 20
+
+var errHeadersTooLarge = errors.New("the instance's response headers are too large")
+
 func (r *countingReader) Read(p []byte) (int, error) {
+	if r.limit > 0 && r.n >= r.limit {
+		return 0, errHeadersTooLarge
+	}
 	n, err := r.c.Read(p)
 	r.n += int64(n)
 	return n, err
@@ -230,6 +240,7 @@ func isStaleConnErr(err error) bool {
 func (h *Handler) exchange(ctx context.Context, pc *upConn, r *http.Request, target1, target2, query string, hasQuery bool, body *trackedBody) (*http.Response, error) {
 	c := pc.c
 	pc.cr.n = 0
+	pc.cr.limit = maxResponseHeaderBytes
 	stop := context.AfterFunc(ctx, pc.cancel)
 	fail := func(err error) (*http.Response, error) {
 		stop()
@@ -311,6 +322,7 @@ func (h *Handler) exchange(ctx context.Context, pc *upConn, r *http.Request, tar
 			return fail(errors.New("the instance sent too many 1xx responses"))
 		}
 	}
+	pc.cr.limit = 0
 	// Lift the header deadline for the body, unless the body is already all in
 	// the buffer (small responses): then nothing reads the connection before the
 	// next exchange sets its own deadline, and a timer update is saved.

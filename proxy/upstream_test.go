@@ -398,3 +398,26 @@ func TestWriteOutHeaderMatchesOutHeader(t *testing.T) {
 		}
 	}
 }
+
+func TestFastPathBoundsResponseHeaders(t *testing.T) {
+	defer func(v int64) { maxResponseHeaderBytes = v }(maxResponseHeaderBytes)
+	maxResponseHeaderBytes = 64 << 10
+	origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+		line := "X-Big: " + strings.Repeat("a", 1000) + "\r\n"
+		for { // headers that never end, until the proxy hangs up
+			if _, err := io.WriteString(c, line); err != nil {
+				return
+			}
+		}
+	})
+	// Without the bound, the proxy would read until the header timeout (504).
+	h := NewHandler(Options{ResponseHeaderTimeout: 5 * time.Second})
+	h.SetTable(table("s", origin))
+	if code, _ := get(t, http.DefaultClient, "GET", front(t, h)+"/s/x", nil); code != http.StatusBadGateway {
+		t.Fatalf("endless response headers: %d, want 502 once past the bound", code)
+	}
+}
