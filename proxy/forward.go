@@ -47,7 +47,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rt *liveRoute,
 		b.inflight.Add(1)
 		var resp *http.Response
 		var err error
-		if fastPathOK(r, b, upgrade) {
+		if fastPathOK(r, b, upgrade, path, query) {
 			resp, err = h.fastRoundTrip(ctx, b.pool, r, b.ep.Prefix, path, query, hasQuery, body)
 		} else {
 			if out == nil {

@@ -541,12 +541,26 @@ func remoteIP(addr string) string {
 }
 
 // fastPathOK reports whether a request can take the HTTP/1.1 fast path to b.
-func fastPathOK(r *http.Request, b *backend, upgrade string) bool {
+func fastPathOK(r *http.Request, b *backend, upgrade, path, query string) bool {
 	if b.pool == nil || upgrade != "" || r.Trailer != nil {
+		return false
+	}
+	// A target with spaces or control bytes can only come from an HTTP/2 client
+	// (HTTP/1.1's request line cannot hold them): the Transport decides, as before.
+	if !plainTarget(path) || !plainTarget(query) {
 		return false
 	}
 	if _, ok := r.Header["Expect"]; ok {
 		return false // Transport's ExpectContinueTimeout handling
+	}
+	return true
+}
+
+func plainTarget(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == 0x7f {
+			return false
+		}
 	}
 	return true
 }

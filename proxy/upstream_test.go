@@ -421,3 +421,23 @@ func TestFastPathBoundsResponseHeaders(t *testing.T) {
 		t.Fatalf("endless response headers: %d, want 502 once past the bound", code)
 	}
 }
+
+func TestFastPathOnlyForPlainTargets(t *testing.T) {
+	b := &backend{pool: &upstreamPool{}}
+	r := httptest.NewRequest("GET", "/s/x", nil)
+	if !fastPathOK(r, b, "", "/s/x", "a=1&b=%20") {
+		t.Fatal("a plain request must take the fast path")
+	}
+	for _, c := range []struct{ path, query string }{{"/s/a b", ""}, {"/s/x", "a=\tb"}, {"/s/x", "a=\x7f"}, {"/s/x", "a b"}} {
+		if fastPathOK(r, b, "", c.path, c.query) {
+			t.Errorf("target %q?%q would be written raw into the request line", c.path, c.query)
+		}
+	}
+	if fastPathOK(r, b, "websocket", "/s/x", "") || fastPathOK(r, &backend{}, "", "/s/x", "") {
+		t.Error("upgrades and instances without a pool (h2c, https) take the Transport")
+	}
+	r.Header.Set("Expect", "100-continue")
+	if fastPathOK(r, b, "", "/s/x", "") {
+		t.Error("Expect: 100-continue takes the Transport")
+	}
+}
