@@ -39,6 +39,7 @@ func runController(args []string) error {
 	fs.DurationVar(&o.ExpireAfter, "expire-unreachable-after", 0, "delete instances Unreachable for this long (0: never, the default)")
 	fs.IntVar(&o.ProbeConcurrency, "probe-concurrency", 64, "maximum health probes in flight")
 	fs.IntVar(&o.Reconcilers, "max-concurrent-reconciles", 4, "Instance reconciles run in parallel")
+	fs.IntVar(&o.HeartbeatWriters, "heartbeat-writers", 8, "lastHeartbeat refreshes written in parallel (each a ~25ms apiserver round trip)")
 	fs.StringVar(&denyCIDRs, "deny-cidrs", strings.Join(netguard.DefaultDeny, ","), "comma-separated CIDRs instance URLs may not reach, checked at admission and at every probe's dial after DNS resolution (the SSRF guard)")
 	fs.BoolVar(&allowLoopback, "allow-loopback", false, "let instance URLs reach loopback addresses (127.0.0.0/8, ::1); for local development only")
 	zopts := zap.Options{}

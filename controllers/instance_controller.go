@@ -188,9 +188,9 @@ func (r *InstanceReconciler) health(inst *slugwayv1.Instance, now time.Time) (he
 	hv := healthView{health: slugwayv1.Health(st.Health), message: st.Last.Message}
 	if !st.LastSuccess.IsZero() {
 		last := inst.Status.LastHeartbeat
-		// Refresh the stored heartbeat coarsely. The 10% slack keeps a refresh due at
-		// exactly HeartbeatRefresh from being missed by a few milliseconds of jitter.
-		if last == nil || st.LastSuccess.Sub(last.Time) >= r.HeartbeatRefresh*9/10 || hv.health != inst.Status.Status {
+		// A transition carries the heartbeat along. Routine refreshes are the
+		// HeartbeatWriter's; this only catches one that is long overdue (its write failed).
+		if last == nil || hv.health != inst.Status.Status || st.LastSuccess.Sub(last.Time) >= 2*r.HeartbeatRefresh {
 			t := metav1.NewTime(st.LastSuccess.Truncate(time.Second))
 			hv.heartbeat = &t
 		}
@@ -370,8 +370,10 @@ func (r *InstanceReconciler) NotifyFunc(ctx context.Context) func(types.Namespac
 	}
 }
 
-// statusChanged lets through status updates written by others (an SDK heartbeat),
-// which GenerationChangedPredicate would drop.
+// statusChanged lets through the status updates the reconciler must see, which
+// GenerationChangedPredicate would drop: a heartbeat renewed by the service in
+// heartbeat mode, and a status rewritten by someone else. The controller's own
+// heartbeat refreshes of probed instances are not among them.
 func statusChanged() predicate.Predicate {
 	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
 		o, ok1 := e.ObjectOld.(*slugwayv1.Instance)
@@ -379,7 +381,10 @@ func statusChanged() predicate.Predicate {
 		if !ok1 || !ok2 {
 			return true
 		}
-		return !o.Status.LastHeartbeat.Equal(n.Status.LastHeartbeat) || o.Status.Status != n.Status.Status
+		if o.Status.Status != n.Status.Status {
+			return true
+		}
+		return n.Spec.HealthCheck.Type == slugwayv1.HealthCheckHeartbeat && !o.Status.LastHeartbeat.Equal(n.Status.LastHeartbeat)
 	}}
 }
 

@@ -27,14 +27,16 @@ type State struct {
 }
 
 // Monitor probes many instances, each on its own jittered schedule, with at most
-// Concurrency probes in flight. It calls Notify(key) when an instance's health
-// changes, and when a success is Refresh newer than the last one it notified,
-// so that the controller can write a coarse heartbeat without writing per probe.
+// Concurrency probes in flight. It calls Notify(key) after an instance's first probe
+// and whenever its health changes, and Refreshed(key, lastSuccess) when a success is
+// Refresh newer than the last one it reported, so that the controller can write a
+// coarse heartbeat without writing per probe. With Refreshed nil, Notify gets both.
 type Monitor[K comparable] struct {
 	Prober      *Prober
 	Concurrency int
 	Refresh     time.Duration
 	Notify      func(K)
+	Refreshed   func(K, time.Time)
 
 	mu    sync.Mutex
 	items map[K]*item[K]
@@ -198,16 +200,19 @@ func (m *Monitor[K]) run(ctx context.Context, it *item[K]) {
 	if r.OK {
 		it.state.LastSuccess = now
 	}
-	notify := changed || it.state.Probes == 1 ||
-		(r.OK && m.Refresh > 0 && now.Sub(it.notified) >= m.Refresh)
-	if notify {
+	notify := changed || it.state.Probes == 1
+	refresh := !notify && r.OK && m.Refresh > 0 && now.Sub(it.notified) >= m.Refresh
+	if notify || refresh {
 		it.notified = it.state.LastSuccess
 	}
 	m.schedule(it, now.Add(jitter(spec.Interval)))
-	key := it.key
+	key, last := it.key, it.state.LastSuccess
 	m.mu.Unlock()
 
-	if notify && m.Notify != nil {
+	switch {
+	case refresh && m.Refreshed != nil:
+		m.Refreshed(key, last)
+	case (notify || refresh) && m.Notify != nil:
 		m.Notify(key)
 	}
 }

@@ -57,6 +57,8 @@ type Options struct {
 	SkipNameValidation bool
 	ProbeConcurrency   int
 	Reconcilers        int
+	// HeartbeatWriters patch lastHeartbeat refreshes in parallel, off the reconcile queue.
+	HeartbeatWriters int
 }
 
 // Scheme returns a scheme with the core Kubernetes types and slugway's.
@@ -111,8 +113,12 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 		ExpireAfter:      o.ExpireAfter,
 	}
 	ir.Monitor = health.NewMonitor[types.NamespacedName](health.NewProber(o.Dial), max(o.ProbeConcurrency, 1), o.HeartbeatRefresh, ir.NotifyFunc(ctx))
-	if err := mgr.Add(ir.Monitor); err != nil {
-		return nil, err
+	hw := controllers.NewHeartbeatWriter(mgr.GetClient(), o.HeartbeatWriters)
+	ir.Monitor.Refreshed = hw.Enqueue
+	for _, r := range []ctrlmanager.Runnable{ir.Monitor, hw} {
+		if err := mgr.Add(r); err != nil {
+			return nil, err
+		}
 	}
 	// Heartbeats count from no earlier than when this replica began to lead: while the
 	// apiserver (or the previous leader) was away, services could not renew them.

@@ -162,6 +162,7 @@ func (e *Env) ControllerOptions() manager.Options {
 		HeartbeatRefresh: 30 * time.Second,
 		ProbeConcurrency: 16,
 		Reconcilers:      4,
+		HeartbeatWriters: 4,
 		// Tests start several managers in one process.
 		SkipNameValidation: true,
 	}
