@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
+	"github.com/slugway/slugway/internal/testenv"
 	"github.com/slugway/slugway/manager"
 )
 
@@ -99,7 +100,7 @@ func newInstance(t *testing.T, name, slug, url string, hc slugwayv1.HealthCheck)
 func waitStatus(t *testing.T, inst *slugwayv1.Instance, want slugwayv1.Health) *slugwayv1.Instance {
 	t.Helper()
 	got := &slugwayv1.Instance{}
-	eventually(t, 10*time.Second, func(ctx context.Context) error {
+	testenv.Eventually(t, 10*time.Second, func(ctx context.Context) error {
 		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(inst), got); err != nil {
 			return err
 		}
@@ -119,7 +120,7 @@ func waitStatus(t *testing.T, inst *slugwayv1.Instance, want slugwayv1.Health) *
 func waitOwned(t *testing.T, inst *slugwayv1.Instance, status metav1.ConditionStatus, reason string) *metav1.Condition {
 	t.Helper()
 	var cond *metav1.Condition
-	eventually(t, 10*time.Second, func(ctx context.Context) error {
+	testenv.Eventually(t, 10*time.Second, func(ctx context.Context) error {
 		got := &slugwayv1.Instance{}
 		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(inst), got); err != nil {
 			return err

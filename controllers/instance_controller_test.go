@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
+	"github.com/slugway/slugway/internal/testenv"
 	"github.com/slugway/slugway/manager"
 )
 
@@ -45,7 +46,7 @@ func TestProbeTransitions(t *testing.T) {
 	b.set("ok")
 	waitStatus(t, inst, slugwayv1.HealthHealthy)
 
-	eventually(t, 5*time.Second, func(context.Context) error {
+	testenv.Eventually(t, 5*time.Second, func(context.Context) error {
 		r := eventReasons(t, inst)
 		for _, want := range []string{"Healthy", "Unreachable", "Degraded", "SlugClaimed"} {
 			if !slices.Contains(r, want) {
@@ -122,7 +123,7 @@ func TestSlugNotFound(t *testing.T) {
 		t.Errorf("message does not say what to do: %q", cond.Message)
 	}
 	// It answers its probes, so it is Healthy, but it is not Ready (not routable).
-	eventually(t, 10*time.Second, func(ctx context.Context) error {
+	testenv.Eventually(t, 10*time.Second, func(ctx context.Context) error {
 		got := &slugwayv1.Instance{}
 		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(inst), got); err != nil {
 			return err
@@ -312,7 +313,7 @@ func TestExpireUnreachable(t *testing.T) {
 	waitStatus(t, inst, slugwayv1.HealthHealthy)
 	b.set("fail")
 	waitStatus(t, inst, slugwayv1.HealthUnreachable)
-	eventually(t, 10*time.Second, func(ctx context.Context) error {
+	testenv.Eventually(t, 10*time.Second, func(ctx context.Context) error {
 		err := env.Client.Get(ctx, client.ObjectKeyFromObject(inst), &slugwayv1.Instance{})
 		if apierrors.IsNotFound(err) {
 			return nil

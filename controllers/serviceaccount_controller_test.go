@@ -12,6 +12,7 @@ import (
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
 	"github.com/slugway/slugway/controllers"
+	"github.com/slugway/slugway/internal/testenv"
 )
 
 // The ServiceAccount's status counts its instances and the routable ones; deleting it
@@ -25,7 +26,7 @@ func TestServiceAccountAggregatesAndReleases(t *testing.T) {
 	newInstance(t, "aggregate-b", "aggregate", bad.URL, fastCheck())
 	ctx := context.Background()
 
-	eventually(t, 10*time.Second, func(ctx context.Context) error {
+	testenv.Eventually(t, 10*time.Second, func(ctx context.Context) error {
 		got := &slugwayv1.ServiceAccount{}
 		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(sa), got); err != nil {
 			return err
@@ -45,7 +46,7 @@ func TestServiceAccountAggregatesAndReleases(t *testing.T) {
 	if err := env.Client.Delete(ctx, sa); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func(ctx context.Context) error {
+	testenv.Eventually(t, 10*time.Second, func(ctx context.Context) error {
 		var list slugwayv1.InstanceList
 		if err := env.Client.List(ctx, &list); err != nil {
 			return err

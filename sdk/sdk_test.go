@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
+	"github.com/slugway/slugway/internal/testenv"
 	"github.com/slugway/slugway/manager"
 	"github.com/slugway/slugway/sdk"
 )
@@ -36,7 +37,7 @@ func instancesOf(t *testing.T, slug string) []slugwayv1.Instance {
 func waitStatus(t *testing.T, key types.NamespacedName, want slugwayv1.Health, timeout time.Duration) *slugwayv1.Instance {
 	t.Helper()
 	var inst *slugwayv1.Instance
-	eventually(t, timeout, func(ctx context.Context) (err error) {
+	testenv.Eventually(t, timeout, func(ctx context.Context) (err error) {
 		if inst, err = getInstance(ctx, key); err != nil {
 			return err
 		}
@@ -381,7 +382,7 @@ func TestDeletedInstanceIsRegisteredAgain(t *testing.T) {
 			if err := env.Client.Delete(ctx, old); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, 10*time.Second, func(ctx context.Context) error {
+			testenv.Eventually(t, 10*time.Second, func(ctx context.Context) error {
 				inst, err := getInstance(ctx, reg.Instance())
 				if err != nil {
 					return err
@@ -419,7 +420,7 @@ func TestTransientFailuresAreRetried(t *testing.T) {
 	// Break the next three renewals; the registration must survive them.
 	rec.fail(3)
 	mark := rec.count()
-	eventually(t, 10*time.Second, func(ctx context.Context) error {
+	testenv.Eventually(t, 10*time.Second, func(ctx context.Context) error {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
 		if rec.failNext > 0 || len(rec.reqs) < mark+4 {

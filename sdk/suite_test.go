@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"sync"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,28 +20,9 @@ import (
 var env *testenv.Env
 
 func TestMain(m *testing.M) {
-	var err error
-	env, err = testenv.Start(true)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	stop, err := env.StartController(env.ControllerOptions())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		_ = env.Stop()
-		os.Exit(1)
-	}
-	if err := env.GrantSlugwayAccess(context.Background()); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		stop()
-		_ = env.Stop()
-		os.Exit(1)
-	}
-	code := m.Run()
-	stop()
-	_ = env.Stop()
-	os.Exit(code)
+	testenv.Main(m, &env, testenv.Suite{Webhooks: true, Controller: true, Setup: func(ctx context.Context, env *testenv.Env) error {
+		return env.GrantSlugwayAccess(ctx)
+	}})
 }
 
 // user returns credentials of another identity (a client certificate).
@@ -79,24 +58,6 @@ func makePod(t *testing.T, name string) *corev1.Pod {
 	}
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), pod) })
 	return pod
-}
-
-// eventually polls cond until it returns nil or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, cond func(ctx context.Context) error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	var last error
-	for {
-		if last = cond(ctx); last == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("condition not met within %s: %v", timeout, last)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
 
 // recorded is one request the SDK sent.

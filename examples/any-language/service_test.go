@@ -46,24 +46,9 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
-	var err error
-	if env, err = testenv.Start(true); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	stop, err := env.StartController(env.ControllerOptions())
-	if err == nil {
-		err = bindServiceRole(context.Background(), identity, "system:serviceaccount:default:intruder")
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		_ = env.Stop()
-		os.Exit(1)
-	}
-	code := m.Run()
-	stop()
-	_ = env.Stop()
-	os.Exit(code)
+	testenv.Main(m, &env, testenv.Suite{Webhooks: true, Controller: true, Setup: func(ctx context.Context, _ *testenv.Env) error {
+		return bindServiceRole(ctx, identity, "system:serviceaccount:default:intruder")
+	}})
 }
 
 // bindServiceRole installs the slugway-service ClusterRole from config/rbac and binds
@@ -185,23 +170,6 @@ func (s *script) wait(t *testing.T, timeout time.Duration) error {
 	}
 }
 
-func eventually(t *testing.T, timeout time.Duration, cond func(ctx context.Context) error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	var last error
-	for {
-		if last = cond(ctx); last == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("condition not met within %s: %v", timeout, last)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
 func healthy(key types.NamespacedName, inst *slugwayv1.Instance) func(context.Context) error {
 	return func(ctx context.Context) error {
 		if err := env.Client.Get(ctx, key, inst); err != nil {
@@ -234,7 +202,7 @@ func TestScriptRegistersHeartbeatsAndDeregisters(t *testing.T) {
 
 	key := types.NamespacedName{Namespace: "default", Name: "any-language-any-language-0"}
 	var inst slugwayv1.Instance
-	eventually(t, 15*time.Second, healthy(key, &inst))
+	testenv.Eventually(t, 15*time.Second, healthy(key, &inst))
 	if inst.Spec.URL != self || inst.Spec.HealthCheck.Type != slugwayv1.HealthCheckHeartbeat || inst.Spec.HealthCheck.TTL.Duration != 2*time.Second {
 		t.Fatalf("instance spec %+v", inst.Spec)
 	}
@@ -274,7 +242,7 @@ func TestScriptRegistersHeartbeatsAndDeregisters(t *testing.T) {
 	uid := inst.UID
 	s.crash(t)
 	s = start(t, vars...)
-	eventually(t, 15*time.Second, func(ctx context.Context) error {
+	testenv.Eventually(t, 15*time.Second, func(ctx context.Context) error {
 		if !strings.Contains(s.out.String(), "registered "+self) {
 			return fmt.Errorf("not registered yet")
 		}
@@ -290,7 +258,7 @@ func TestScriptRegistersHeartbeatsAndDeregisters(t *testing.T) {
 	if len(list.Items) != 1 || list.Items[0].UID != uid {
 		t.Fatalf("%d instances after the restart (want the one with uid %s)", len(list.Items), uid)
 	}
-	eventually(t, 10*time.Second, healthy(key, &inst))
+	testenv.Eventually(t, 10*time.Second, healthy(key, &inst))
 
 	// SIGTERM: deregistered, listener stopped, exit 0.
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {

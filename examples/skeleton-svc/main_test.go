@@ -32,24 +32,9 @@ const podIdentity = "system:serviceaccount:default:skeleton-svc"
 var env *testenv.Env
 
 func TestMain(m *testing.M) {
-	var err error
-	if env, err = testenv.Start(true); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	stop, err := env.StartController(env.ControllerOptions())
-	if err == nil {
-		err = applyRBAC(context.Background())
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		_ = env.Stop()
-		os.Exit(1)
-	}
-	code := m.Run()
-	stop()
-	_ = env.Stop()
-	os.Exit(code)
+	testenv.Main(m, &env, testenv.Suite{Webhooks: true, Controller: true, Setup: func(ctx context.Context, _ *testenv.Env) error {
+		return applyRBAC(ctx)
+	}})
 }
 
 // applyRBAC installs exactly the RBAC a deployed skeleton-svc has: the slugway-service

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
+	"github.com/slugway/slugway/internal/testenv"
 )
 
 const notAlices = `user "mallory" does not own slug "skeleton-svc" (owner "alice")`
@@ -307,7 +308,7 @@ func TestReleasedSlugIsNotInherited(t *testing.T) {
 	allowed(t, "alice releases her slug", alice.Delete(ctx, sa))
 	// While the release runs, no instance may be added that could outlive it.
 	denied(t, "alice adds an instance during the release", alice.Create(ctx, instance("team-a", "late", "release-svc", freshURL())), `slug "release-svc"`)
-	eventually(t, 15*time.Second, func(ctx context.Context) error {
+	testenv.Eventually(t, 15*time.Second, func(ctx context.Context) error {
 		err := env.Client.Get(ctx, client.ObjectKeyFromObject(sa), &slugwayv1.ServiceAccount{})
 		if apierrors.IsNotFound(err) {
 			return nil

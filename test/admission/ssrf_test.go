@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
+	"github.com/slugway/slugway/internal/testenv"
 )
 
 // TestSSRFRefusedAtAdmission: URLs that name, or resolve to, link-local and cloud
@@ -67,7 +68,7 @@ func TestSSRFRefusedAtDialAfterRebinding(t *testing.T) {
 	}
 	waitStatus := func(i *slugwayv1.Instance, want slugwayv1.Health, msg string) {
 		t.Helper()
-		eventually(t, 15*time.Second, func(ctx context.Context) error {
+		testenv.Eventually(t, 15*time.Second, func(ctx context.Context) error {
 			var got slugwayv1.Instance
 			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(i), &got); err != nil {
 				return err

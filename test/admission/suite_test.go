@@ -200,29 +200,11 @@ func allowed(t *testing.T, what string, err error) {
 	}
 }
 
-// eventually polls cond until it returns nil or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, cond func(ctx context.Context) error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	var last error
-	for {
-		if last = cond(ctx); last == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("condition not met within %s: %v", timeout, last)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
 // reconciled waits until the controller has written the instance's Owned condition,
 // which also means the controller's cache (used for the URL-conflict check) holds it.
 func reconciled(t *testing.T, inst *slugwayv1.Instance) {
 	t.Helper()
-	eventually(t, 10*time.Second, func(ctx context.Context) error {
+	testenv.Eventually(t, 10*time.Second, func(ctx context.Context) error {
 		var got slugwayv1.Instance
 		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(inst), &got); err != nil {
 			return err
