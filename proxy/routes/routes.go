@@ -1,9 +1,11 @@
 // Package routes turns a snapshot of ServiceAccounts and Instances into an
 // immutable route table: slug → the endpoints the proxy may send its traffic to.
-// Build is a pure function, so every routing rule is tested without a cluster.
+// Build and BuildSlug are pure functions, so every routing rule is tested without
+// a cluster; BuildSlug recomputes one slug when only its objects changed.
 package routes
 
 import (
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -48,7 +50,8 @@ type Route struct {
 	Deleting bool
 }
 
-// Table maps slugs to routes. It is never modified after Build returns.
+// Table maps slugs to routes. It is never modified after Build or With returns;
+// With makes a new table that shares the unchanged routes.
 type Table struct {
 	Routes map[string]*Route
 }
@@ -61,7 +64,25 @@ func (t *Table) Lookup(slug string) *Route {
 	return t.Routes[slug]
 }
 
-// Build computes the route table. An instance is routable when:
+// Build computes the route table: one BuildSlug per ServiceAccount, with the
+// instances that name its slug. Instances of a slug without a ServiceAccount make
+// no route.
+func Build(slugs []slugwayv1.ServiceAccount, instances []slugwayv1.Instance) *Table {
+	bySlug := make(map[string][]*slugwayv1.Instance, len(slugs))
+	for i := range instances {
+		s := instances[i].Spec.Slug
+		bySlug[s] = append(bySlug[s], &instances[i])
+	}
+	t := &Table{Routes: make(map[string]*Route, len(slugs))}
+	for i := range slugs {
+		t.Routes[slugs[i].Name] = buildSlug(&slugs[i], bySlug[slugs[i].Name])
+	}
+	return t
+}
+
+// BuildSlug computes the route of one slug from its ServiceAccount (nil when there
+// is none: the slug is unknown and BuildSlug returns nil) and the instances whose
+// spec.slug names it; instances of other slugs are ignored. An instance is routable when:
 //   - its slug's ServiceAccount exists and is not being deleted;
 //   - its Owned condition is True (the slug is claimed and its URL is not held by
 //     another slug) and was written for the instance's current generation;
@@ -69,40 +90,76 @@ func (t *Table) Lookup(slug string) *Route {
 //   - its URL parses as an absolute http or https URL.
 //
 // Unknown, Unreachable, unowned and conflicting instances are never routed.
-func Build(slugs []slugwayv1.ServiceAccount, instances []slugwayv1.Instance) *Table {
-	t := &Table{Routes: make(map[string]*Route, len(slugs))}
-	for i := range slugs {
-		sa := &slugs[i]
-		t.Routes[sa.Name] = &Route{Slug: sa.Name, Deleting: !sa.DeletionTimestamp.IsZero()}
+// Build(slugs, instances).Routes[s] equals BuildSlug(the ServiceAccount s, instances).
+func BuildSlug(sa *slugwayv1.ServiceAccount, instances []slugwayv1.Instance) *Route {
+	if sa == nil {
+		return nil
 	}
-	healthy := map[string][]Endpoint{}
-	degraded := map[string][]Endpoint{}
+	ptrs := make([]*slugwayv1.Instance, 0, len(instances))
 	for i := range instances {
-		inst := &instances[i]
-		r := t.Routes[inst.Spec.Slug]
-		if r == nil || r.Deleting || !inst.DeletionTimestamp.IsZero() || !owned(inst) {
+		if instances[i].Spec.Slug == sa.Name {
+			ptrs = append(ptrs, &instances[i])
+		}
+	}
+	return buildSlug(sa, ptrs)
+}
+
+// buildSlug is the one implementation of the routing rules; every instance is of sa's slug.
+func buildSlug(sa *slugwayv1.ServiceAccount, instances []*slugwayv1.Instance) *Route {
+	r := &Route{Slug: sa.Name, Deleting: !sa.DeletionTimestamp.IsZero()}
+	if r.Deleting {
+		return r
+	}
+	var healthy, degraded []Endpoint
+	for _, inst := range instances {
+		if !inst.DeletionTimestamp.IsZero() || !owned(inst) {
 			continue
+		}
+		switch inst.Status.Status {
+		case slugwayv1.HealthHealthy, slugwayv1.HealthDegraded:
+		default:
+			continue // not routed, whatever the URL: skip parsing it
 		}
 		ep, ok := endpoint(inst)
 		if !ok {
 			continue
 		}
-		switch inst.Status.Status {
-		case slugwayv1.HealthHealthy:
-			healthy[r.Slug] = append(healthy[r.Slug], ep)
-		case slugwayv1.HealthDegraded:
-			degraded[r.Slug] = append(degraded[r.Slug], ep)
+		if inst.Status.Status == slugwayv1.HealthHealthy {
+			healthy = append(healthy, ep)
+		} else {
+			degraded = append(degraded, ep)
 		}
 	}
-	for slug, r := range t.Routes {
-		if eps := healthy[slug]; len(eps) > 0 {
-			r.Endpoints = eps
-		} else if eps := degraded[slug]; len(eps) > 0 {
-			r.Endpoints, r.Degraded = eps, true
-		}
-		slices.SortFunc(r.Endpoints, func(a, b Endpoint) int { return strings.Compare(a.Key, b.Key) })
+	if len(healthy) > 0 {
+		r.Endpoints = healthy
+	} else if len(degraded) > 0 {
+		r.Endpoints, r.Degraded = degraded, true
 	}
-	return t
+	slices.SortFunc(r.Endpoints, func(a, b Endpoint) int { return strings.Compare(a.Key, b.Key) })
+	return r
+}
+
+// With returns a table equal to t except for the given slugs: a non-nil Route
+// replaces the slug's route, nil removes the slug. t is not modified, and the new
+// table shares every other slug's *Route with t, so a consumer can tell the changed
+// slugs by pointer. A nil t is the empty table.
+func (t *Table) With(changed map[string]*Route) *Table {
+	var n int
+	if t != nil {
+		n = len(t.Routes)
+	}
+	nt := &Table{Routes: make(map[string]*Route, n+len(changed))}
+	if t != nil {
+		maps.Copy(nt.Routes, t.Routes)
+	}
+	for slug, r := range changed {
+		if r == nil {
+			delete(nt.Routes, slug)
+		} else {
+			nt.Routes[slug] = r
+		}
+	}
+	return nt
 }
 
 // owned reports whether the Owned condition is True for the current spec. A
