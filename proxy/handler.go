@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -31,10 +32,9 @@ type Handler struct {
 
 	table atomic.Pointer[liveTable]
 
-	mu       sync.Mutex // serializes SetTable
-	backends map[string]*backend
-	slugs    map[string]*slugMetrics
-	unknown  *slugMetrics
+	mu      sync.Mutex // serializes SetTable
+	slugs   map[string]*slugMetrics
+	unknown *slugMetrics
 
 	upgrades sync.WaitGroup // hijacked (WebSocket) connections
 	hijacked sync.Map       // net.Conn → struct{}, closed on shutdown
@@ -42,6 +42,9 @@ type Handler struct {
 
 type liveTable struct {
 	routes map[string]*liveRoute
+	// from is the table this one was bound from: a slug whose *routes.Route is
+	// still from's is unchanged.
+	from *routes.Table
 	// loaded is false until the first SetTable: a starting proxy does not know which
 	// slugs exist, so it answers 503 (retry) rather than 404 (no such slug).
 	loaded bool
@@ -53,72 +56,100 @@ func NewHandler(o Options) *Handler {
 	o.defaults()
 	m := newMetrics()
 	h := &Handler{
-		opts:     o,
-		log:      o.Logger,
-		metrics:  m,
-		budget:   newRetryBudget(o.RetryBudgetRatio, o.RetryBudgetBurst),
-		backends: map[string]*backend{},
-		slugs:    map[string]*slugMetrics{},
-		unknown:  m.forSlug(unknownSlug),
+		opts:    o,
+		log:     o.Logger,
+		metrics: m,
+		budget:  newRetryBudget(o.RetryBudgetRatio, o.RetryBudgetBurst),
+		slugs:   map[string]*slugMetrics{},
+		unknown: m.forSlug(unknownSlug),
 	}
 	h.h1, h.h2c = newTransports(o)
 	h.table.Store(&liveTable{routes: map[string]*liveRoute{}})
 	return h
 }
 
-// SetTable makes t the route table. Backends (requests in flight, ejections) are
-// kept for endpoints that stay; the others are forgotten.
+// SetTable makes t the route table. Its cost is proportional to what changed: a
+// slug whose *routes.Route is the one the current table was made from (routes.Table.With
+// shares unchanged routes) keeps its live route as is; a changed slug gets a new live
+// route that keeps the backends (requests in flight, ejections) of endpoints that
+// stay; the backends of endpoints and slugs that left are forgotten.
 func (h *Handler) SetTable(t *routes.Table) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	live := &liveTable{routes: make(map[string]*liveRoute, len(t.Routes)), loaded: true}
-	backends := make(map[string]*backend, len(h.backends))
+	old := h.table.Load()
+	live := &liveTable{routes: maps.Clone(old.routes), from: t, loaded: true}
 	for slug, r := range t.Routes {
-		sm := h.slugs[slug]
-		if sm == nil {
-			sm = h.metrics.forSlug(slug)
-			h.slugs[slug] = sm
+		if old.from.Lookup(slug) != r {
+			live.routes[slug] = h.bind(slug, r, old.routes[slug])
 		}
-		lr := &liveRoute{slug: slug, deleting: r.Deleting, m: sm, backends: make([]*backend, 0, len(r.Endpoints))}
-		for _, ep := range r.Endpoints {
-			id := slug + " " + ep.ID()
-			b := backends[id]
-			if b == nil {
-				b = h.backends[id]
-			}
-			if b == nil {
-				b = &backend{ep: ep, m: sm, transport: h.h1}
-				if ep.H2C {
-					b.transport = h.h2c
-				} else if ep.Scheme == "http" {
-					b.pool = newUpstreamPool(&h.opts, ep.Host)
-				}
-			}
-			if b.key.Load() == nil || *b.key.Load() != ep.Key {
-				k := ep.Key // b.ep is read by requests in flight: it stays as created (same ID)
-				b.key.Store(&k)
-			}
-			backends[id] = b
-			lr.backends = append(lr.backends, b)
-		}
-		live.routes[slug] = lr
-		h.metrics.endpoints.WithLabelValues(slug).Set(float64(len(lr.backends)))
 	}
-	for slug := range h.slugs {
+	for slug, lr := range old.routes {
 		if _, ok := t.Routes[slug]; !ok {
+			delete(live.routes, slug)
+			closeDropped(lr.backends, nil)
 			delete(h.slugs, slug)
 			h.metrics.forget(slug)
 		}
 	}
-	for id, b := range h.backends {
-		if _, ok := backends[id]; !ok && b.pool != nil {
-			b.pool.close() // requests in flight finish; their connections are not kept
-		}
-	}
-	h.backends = backends
 	h.table.Store(live)
 	h.metrics.builds.Inc()
 	h.metrics.tableSlugs.Set(float64(len(live.routes)))
+}
+
+// bind makes the live route of one slug's new Route, reusing prev's backends (nil:
+// the slug is new) for endpoints with the same ID. Backends are per slug: two slugs
+// routing to one address do not share in-flight counts or ejections.
+func (h *Handler) bind(slug string, r *routes.Route, prev *liveRoute) *liveRoute {
+	sm := h.slugs[slug]
+	if sm == nil {
+		sm = h.metrics.forSlug(slug)
+		h.slugs[slug] = sm
+	}
+	var was map[string]*backend
+	if prev != nil && len(prev.backends) > 0 {
+		was = make(map[string]*backend, len(prev.backends))
+		for _, b := range prev.backends {
+			was[b.ep.ID()] = b
+		}
+	}
+	lr := &liveRoute{slug: slug, deleting: r.Deleting, m: sm, backends: make([]*backend, 0, len(r.Endpoints))}
+	now := make(map[string]*backend, len(r.Endpoints))
+	for _, ep := range r.Endpoints {
+		id := ep.ID()
+		b := now[id] // two instances with one URL share a backend
+		if b == nil {
+			b = was[id]
+		}
+		if b == nil {
+			b = &backend{ep: ep, m: sm, transport: h.h1}
+			if ep.H2C {
+				b.transport = h.h2c
+			} else if ep.Scheme == "http" {
+				b.pool = newUpstreamPool(&h.opts, ep.Host)
+			}
+		}
+		if b.key.Load() == nil || *b.key.Load() != ep.Key {
+			k := ep.Key // b.ep is read by requests in flight: it stays as created (same ID)
+			b.key.Store(&k)
+		}
+		now[id] = b
+		lr.backends = append(lr.backends, b)
+	}
+	if prev != nil {
+		closeDropped(prev.backends, now)
+	}
+	h.metrics.endpoints.WithLabelValues(slug).Set(float64(len(lr.backends)))
+	return lr
+}
+
+// closeDropped closes the upstream pools of the backends not kept in kept, keyed by
+// endpoint ID. Requests in flight finish; their connections are not kept.
+func closeDropped(bs []*backend, kept map[string]*backend) {
+	for _, b := range bs {
+		if b.pool != nil && kept[b.ep.ID()] != b {
+			b.pool.close()
+		}
+	}
 }
 
 // Registry is the Prometheus registry holding the proxy's metrics.
