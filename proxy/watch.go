@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -18,12 +21,17 @@ import (
 	"github.com/slugway/slugway/proxy/routes"
 )
 
-// watcher feeds the handler: informers on Instances and ServiceAccounts signal
-// every change, and one goroutine rebuilds the route table from the cache,
-// coalescing bursts. When the apiserver is unreachable the informers keep their
-// last state and retry, so the last table keeps serving.
+// watcher feeds the handler: informers on Instances and ServiceAccounts report
+// every change, the event handlers note which slugs it touched (from the old and
+// the new object), and one goroutine, after coalescing a burst, rebuilds just those
+// slugs from the cache (routes.BuildSlug, the instances found by the spec.slug
+// index) and publishes a table sharing the other slugs' routes (routes.Table.With).
+// The first table after the cache synced is a full routes.Build. When the
+// apiserver is unreachable the informers keep their last state and retry, so the
+// last table keeps serving.
 type watcher struct {
 	cache    cache.Cache
+	reader   client.Reader // the cache; tests substitute another
 	handler  *Handler
 	log      logr.Logger
 	coalesce time.Duration
@@ -31,19 +39,42 @@ type watcher struct {
 	kick       chan struct{}
 	firstEvent atomic.Int64 // unix nanoseconds of the oldest event not yet in the table
 	onSwap     func(*routes.Table)
+
+	mu    sync.Mutex
+	dirty map[string]struct{} // slugs whose objects changed since the last update
+	all   bool                // an event whose slug is unknown: rebuild everything
+
+	table *routes.Table // the last published table; only the update goroutine touches it
 }
+
+// instanceSlugIndex is the cache's field index on an Instance's spec.slug.
+const instanceSlugIndex = "spec.slug"
 
 func newWatcher(cfg *rest.Config, h *Handler, o Options) (*watcher, error) {
 	noCopy := true
 	c, err := cache.New(cfg, cache.Options{
 		Scheme:                       manager.Scheme(),
 		DefaultTransform:             cache.TransformStripManagedFields(),
-		DefaultUnsafeDisableDeepCopy: &noCopy, // Build only reads
+		DefaultUnsafeDisableDeepCopy: &noCopy, // BuildSlug only reads
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating the Instance/ServiceAccount cache: %w", err)
 	}
-	return &watcher{cache: c, handler: h, log: o.Logger.WithName("watch"), coalesce: o.Coalesce, kick: make(chan struct{}, 1), onSwap: o.OnTableSwap}, nil
+	w := newWatcherOn(c, h, o)
+	w.cache = c
+	return w, nil
+}
+
+func newWatcherOn(r client.Reader, h *Handler, o Options) *watcher {
+	return &watcher{reader: r, handler: h, log: o.Logger.WithName("watch"), coalesce: o.Coalesce,
+		kick: make(chan struct{}, 1), onSwap: o.OnTableSwap, dirty: map[string]struct{}{}}
+}
+
+func indexInstanceSlug(obj client.Object) []string {
+	if inst, ok := obj.(*slugwayv1.Instance); ok && inst.Spec.Slug != "" {
+		return []string{inst.Spec.Slug}
+	}
+	return nil
 }
 
 func (w *watcher) signal() {
@@ -54,24 +85,56 @@ func (w *watcher) signal() {
 	}
 }
 
-// run starts the informers, builds the first table once they synced (then calls
-// ready), and rebuilds on every change until ctx ends.
-func (w *watcher) run(ctx context.Context, ready func()) error {
-	handler := toolscache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { w.signal() },
+// touch marks the slugs of objs dirty and wakes the update loop. A tombstone
+// (a delete the informer missed) counts as the object it holds; anything else it
+// cannot place marks the whole table.
+func (w *watcher) touch(objs ...any) {
+	w.mu.Lock()
+	for _, obj := range objs {
+		if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
+		}
+		switch o := obj.(type) {
+		case *slugwayv1.Instance:
+			if o.Spec.Slug != "" {
+				w.dirty[o.Spec.Slug] = struct{}{}
+			}
+		case *slugwayv1.ServiceAccount:
+			w.dirty[o.Name] = struct{}{}
+		default:
+			w.all = true
+		}
+	}
+	w.mu.Unlock()
+	w.signal()
+}
+
+// events are the informers' handlers: an update marks the slugs of both its old
+// and its new object (an Instance may have moved to another slug).
+func (w *watcher) events() toolscache.ResourceEventHandler {
+	return toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) { w.touch(obj) },
 		UpdateFunc: func(old, obj any) {
 			if routingChanged(old, obj) {
-				w.signal()
+				w.touch(old, obj)
 			}
 		},
-		DeleteFunc: func(any) { w.signal() },
+		DeleteFunc: func(obj any) { w.touch(obj) },
+	}
+}
+
+// run starts the informers, builds the first table once they synced (then calls
+// ready), and updates it on every change until ctx ends.
+func (w *watcher) run(ctx context.Context, ready func()) error {
+	if err := w.cache.IndexField(ctx, &slugwayv1.Instance{}, instanceSlugIndex, indexInstanceSlug); err != nil {
+		return fmt.Errorf("indexing Instances by spec.slug: %w", err)
 	}
 	for _, obj := range []client.Object{&slugwayv1.Instance{}, &slugwayv1.ServiceAccount{}} {
 		inf, err := w.cache.GetInformer(ctx, obj)
 		if err != nil {
 			return fmt.Errorf("watching %T: %w", obj, err)
 		}
-		if _, err := inf.AddEventHandler(handler); err != nil {
+		if _, err := inf.AddEventHandler(w.events()); err != nil {
 			return err
 		}
 	}
@@ -85,7 +148,7 @@ func (w *watcher) run(ctx context.Context, ready func()) error {
 		}
 		return ctx.Err()
 	}
-	if err := w.rebuild(ctx); err != nil {
+	if err := w.update(ctx); err != nil { // no table yet: a full build
 		return err
 	}
 	ready()
@@ -105,27 +168,51 @@ func (w *watcher) run(ctx context.Context, ready func()) error {
 			return nil
 		case <-time.After(w.coalesce):
 		}
-		select { // events during the wait are in this rebuild
+		select { // events during the wait are in this update
 		case <-w.kick:
 		default:
 		}
-		if err := w.rebuild(ctx); err != nil {
-			w.log.Error(err, "rebuilding the route table; the previous one keeps serving")
+		if err := w.update(ctx); err != nil {
+			w.log.Error(err, "updating the route table; the previous one keeps serving, and the next change retries")
 		}
 	}
 }
 
-func (w *watcher) rebuild(ctx context.Context) error {
+// update publishes a table with the dirty slugs rebuilt, or a full build when
+// there is no table yet or an event could not be placed. The dirty set is taken
+// before the cache is read: an event marks its slugs after the cache holds its
+// object, so every change is either read now or marked for the next update.
+func (w *watcher) update(ctx context.Context) error {
 	since := w.firstEvent.Swap(0)
-	var sas slugwayv1.ServiceAccountList
-	var insts slugwayv1.InstanceList
-	if err := w.cache.List(ctx, &sas); err != nil {
+	w.mu.Lock()
+	dirty, all := w.dirty, w.all || w.table == nil
+	w.dirty, w.all = map[string]struct{}{}, false
+	w.mu.Unlock()
+	if !all && len(dirty) == 0 {
+		return nil // a kick whose changes the previous update already read
+	}
+	var t *routes.Table
+	var err error
+	if all {
+		t, err = w.fullTable(ctx)
+	} else {
+		changed := make(map[string]*routes.Route, len(dirty))
+		for slug := range dirty {
+			if changed[slug], err = w.slugRoute(ctx, slug); err != nil {
+				break
+			}
+		}
+		t = w.table.With(changed)
+	}
+	if err != nil {
+		w.mu.Lock() // retried by the next update
+		maps.Copy(w.dirty, dirty)
+		w.all = w.all || all
+		w.mu.Unlock()
+		w.firstEvent.CompareAndSwap(0, since)
 		return err
 	}
-	if err := w.cache.List(ctx, &insts); err != nil {
-		return err
-	}
-	t := routes.Build(sas.Items, insts.Items)
+	w.table = t
 	w.handler.SetTable(t)
 	if since != 0 {
 		w.handler.metrics.propagation.Observe(time.Since(time.Unix(0, since)).Seconds())
@@ -133,8 +220,35 @@ func (w *watcher) rebuild(ctx context.Context) error {
 	if w.onSwap != nil {
 		w.onSwap(t)
 	}
-	w.log.V(1).Info("route table rebuilt", "slugs", len(t.Routes), "instances", len(insts.Items))
+	w.log.V(1).Info("route table updated", "slugs", len(t.Routes), "rebuilt", len(dirty), "full", all)
 	return nil
+}
+
+func (w *watcher) fullTable(ctx context.Context) (*routes.Table, error) {
+	var sas slugwayv1.ServiceAccountList
+	var insts slugwayv1.InstanceList
+	if err := w.reader.List(ctx, &sas); err != nil {
+		return nil, err
+	}
+	if err := w.reader.List(ctx, &insts); err != nil {
+		return nil, err
+	}
+	return routes.Build(sas.Items, insts.Items), nil
+}
+
+// slugRoute is one slug's route from the cache: nil when it has no ServiceAccount.
+func (w *watcher) slugRoute(ctx context.Context, slug string) (*routes.Route, error) {
+	var sa slugwayv1.ServiceAccount
+	if err := w.reader.Get(ctx, client.ObjectKey{Name: slug}, &sa); apierrors.IsNotFound(err) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("reading ServiceAccount %q from the cache: %w", slug, err)
+	}
+	var insts slugwayv1.InstanceList
+	if err := w.reader.List(ctx, &insts, client.MatchingFields{instanceSlugIndex: slug}); err != nil {
+		return nil, fmt.Errorf("listing the Instances of slug %q from the cache: %w", slug, err)
+	}
+	return routes.BuildSlug(&sa, insts.Items), nil
 }
 
 // routingChanged skips rebuilds for updates the table cannot see, above all the
