@@ -4,7 +4,6 @@
 package anylanguage
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -14,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -111,25 +109,8 @@ func freePort(t *testing.T) string {
 // script is a running service.sh.
 type script struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testenv.SyncBuffer
 	done chan error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func start(t *testing.T, envv ...string) *script {
@@ -137,7 +118,7 @@ func start(t *testing.T, envv ...string) *script {
 	cmd := exec.Command("bash", "service.sh")
 	cmd.Env = append(os.Environ(), envv...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // so a crash can take the listener too
-	s := &script{cmd: cmd, out: &syncBuffer{}, done: make(chan error, 1)}
+	s := &script{cmd: cmd, out: &testenv.SyncBuffer{}, done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = s.out, s.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,9 +1,11 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 )
@@ -68,4 +70,23 @@ func Eventually(t testing.TB, timeout time.Duration, cond func(ctx context.Conte
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// SyncBuffer is a bytes.Buffer that a child process and a test may use at once: the
+// process writes its output, the test reads what it said so far.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -2,14 +2,14 @@ package e2e
 
 import (
 	"fmt"
-	"github.com/slugway/slugway/test/harness"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/slugway/slugway/test/harness"
 )
 
 // The seed's walkthrough: skeleton-svc registers itself; the proxy routes to it; kubectl shows it.
@@ -247,32 +247,19 @@ spec:
 
 	var ok, failed atomic.Int64
 	var firstErr atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				code, body, err := harness.Get(c.ProxyURL + "/twins/work")
-				if err != nil || code != http.StatusOK {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, fmt.Sprintf("HTTP %d %q %v", code, body, err))
-				} else {
-					ok.Add(1)
-				}
-			}
-		})
-	}
+	stop := harness.Load(c.ProxyURL+"/twins/work", 4, func(code int, body string, err error) {
+		if err != nil || code != http.StatusOK {
+			failed.Add(1)
+			firstErr.CompareAndSwap(nil, fmt.Sprintf("HTTP %d %q %v", code, body, err))
+		} else {
+			ok.Add(1)
+		}
+	})
 	time.Sleep(time.Second)
 	servers[0].CloseClientConnections()
 	servers[0].Close() // killed: connections reset, the port refuses
 	time.Sleep(3 * time.Second)
-	close(stop)
-	wg.Wait()
+	stop()
 	t.Logf("%d requests succeeded, %d failed, across the kill", ok.Load(), failed.Load())
 	if failed.Load() != 0 {
 		t.Fatalf("%d requests failed (first: %v)", failed.Load(), firstErr.Load())

@@ -1,10 +1,11 @@
 package e2e
 
 import (
-	"github.com/slugway/slugway/test/harness"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/slugway/slugway/test/harness"
 )
 
 // Stop the apiserver: the proxy keeps serving from its last route table.

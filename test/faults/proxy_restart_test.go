@@ -30,27 +30,15 @@ func TestProxyRestartUnderLoad(t *testing.T) {
 
 	var codes sync.Map // code -> *atomic.Int64
 	var refused atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				code, _, err := harness.Get(c.ProxyURL + "/steady/x")
-				if err != nil {
-					refused.Add(1) // the port is closed between the two processes
-					time.Sleep(10 * time.Millisecond)
-					continue
-				}
-				n, _ := codes.LoadOrStore(code, new(atomic.Int64))
-				n.(*atomic.Int64).Add(1)
-			}
-		})
-	}
+	stop := harness.Load(c.ProxyURL+"/steady/x", 4, func(code int, _ string, err error) {
+		if err != nil {
+			refused.Add(1) // the port is closed between the two processes
+			time.Sleep(10 * time.Millisecond)
+			return
+		}
+		n, _ := codes.LoadOrStore(code, new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
+	})
 
 	if err := c.Proxy.Stop(20 * time.Second); err != nil {
 		t.Fatalf("proxy did not stop cleanly: %v", err)
@@ -62,8 +50,7 @@ func TestProxyRestartUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)
-	close(stop)
-	wg.Wait()
+	stop()
 
 	summary := map[int]int64{}
 	codes.Range(func(k, v any) bool { summary[k.(int)] = v.(*atomic.Int64).Load(); return true })

@@ -5,13 +5,11 @@
 package gc
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,23 +24,6 @@ import (
 	"github.com/slugway/slugway/sdk"
 	"github.com/slugway/slugway/webhooks"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // startGC runs kube-controller-manager's garbage collector as user, which must be
 // allowed by RBAC to list, watch and delete everything.
@@ -76,7 +57,7 @@ func startGC(t *testing.T, env *testenv.Env, user string) {
 		"--use-service-account-credentials=false", // act as the kubeconfig's user
 		"--secure-port=0",                         // serve nothing
 	)
-	out := &syncBuffer{}
+	out := &testenv.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		cancel()

@@ -459,3 +459,28 @@ func (s *Supervised) Stop() {
 	s.once.Do(func() { close(s.stop) })
 	<-s.done
 }
+
+// Load sends GETs to url from workers goroutines, one after another each, handing every
+// outcome to record (called from those goroutines), until the returned stop is called;
+// stop waits for the requests in flight.
+func Load(url string, workers int, record func(code int, body string, err error)) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				code, body, err := Get(url)
+				record(code, body, err)
+			}
+		})
+	}
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
