@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -265,11 +266,12 @@ func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 
 func TestClientCancellationCancelsUpstream(t *testing.T) {
 	started, cancelled := make(chan struct{}), make(chan struct{})
+	var startOnce, cancelOnce sync.Once
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		close(started)
+		startOnce.Do(func() { close(started) })
 		select {
 		case <-r.Context().Done():
-			close(cancelled)
+			cancelOnce.Do(func() { close(cancelled) })
 		case <-time.After(10 * time.Second):
 		}
 	}))
