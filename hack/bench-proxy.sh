@@ -29,6 +29,7 @@ PROFILE_OUT=${PROFILE_OUT:-/tmp/slugway-bench.pprof}
 CLK_TCK=$(getconf CLK_TCK)
 ORIGIN=127.0.0.1:28081 SLUGWAY=127.0.0.1:28080 ADMIN=127.0.0.1:29080 NGINX=127.0.0.1:28082 HAPROXY=127.0.0.1:28083
 BASE=127.0.0.1:28084 BASE_ADMIN=127.0.0.1:29084 BASELINE=${BASELINE:-}
+SLUGWAY_ENV=${SLUGWAY_ENV:-} BASELINE_ENV=${BASELINE_ENV:-}
 WORK=$(mktemp -d /tmp/slugway-bench.XXXXXX)
 PIDS=()
 cleanup() {
@@ -74,10 +75,10 @@ wait_http() { # url: wait until it answers 200
 "$WORK/benchenv" -origin "http://$ORIGIN" -write-kubeconfig "$WORK/kubeconfig" > "$WORK/benchenv.out" 2>"$WORK/benchenv.log" & PIDS+=($!)
 for _ in $(seq 1 600); do grep -q ready "$WORK/benchenv.out" 2>/dev/null && break; sleep 0.1; done
 grep -q ready "$WORK/benchenv.out" || { cat "$WORK/benchenv.log" >&2; exit 1; }
-KUBECONFIG="$WORK/kubeconfig" "$WORK/slugway" proxy --listen "$SLUGWAY" --admin-listen "$ADMIN" --allow-loopback --pprof="${PPROF:-false}" 2>"$WORK/slugway.log" & PIDS+=($!); SLUGWAY_PID=$!
+env $SLUGWAY_ENV KUBECONFIG="$WORK/kubeconfig" "$WORK/slugway" proxy --listen "$SLUGWAY" --admin-listen "$ADMIN" --allow-loopback --pprof="${PPROF:-false}" 2>"$WORK/slugway.log" & PIDS+=($!); SLUGWAY_PID=$!
 wait_http "http://$ADMIN/readyz"
 if [ -n "$BASELINE" ]; then
-  KUBECONFIG="$WORK/kubeconfig" "$WORK/slugway-base" proxy --listen "$BASE" --admin-listen "$BASE_ADMIN" --allow-loopback 2>"$WORK/slugway-base.log" & PIDS+=($!); BASE_PID=$!
+  env $BASELINE_ENV KUBECONFIG="$WORK/kubeconfig" "$WORK/slugway-base" proxy --listen "$BASE" --admin-listen "$BASE_ADMIN" --allow-loopback 2>"$WORK/slugway-base.log" & PIDS+=($!); BASE_PID=$!
   wait_http "http://$BASE_ADMIN/readyz"
 fi
 

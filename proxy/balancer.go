@@ -60,6 +60,7 @@ type liveRoute struct {
 	slug     string
 	backends []*backend
 	deleting bool
+	plain    bool // every backend is an http:// instance (the fast front end may serve it)
 	m        *slugMetrics
 	rr       atomic.Uint32
 }

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/slugway/slugway/proxy/wire"
 )
 
 // forward sends the request to one of the route's backends, retrying where that
@@ -90,20 +92,10 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rt *liveRoute,
 		case errBody:
 			return writeError(w, http.StatusBadRequest, "reading the request body failed", rt.slug), false
 		}
-		rt.m.upstreamError(kind.String())
-		if kind == errDial || kind == errReset {
-			b.eject(h.opts.EjectBase, h.opts.EjectMax)
-		}
-		h.log.V(1).Info("upstream attempt failed", "slug", rt.slug, "instance", *b.key.Load(), "kind", kind.String(), "attempt", attempt, "error", err.Error())
-		if attempt >= h.opts.MaxRetries || (body != nil && body.touched.Load()) || ctx.Err() != nil {
+		replayable := (body == nil || !body.touched.Load()) && ctx.Err() == nil
+		if !h.failed(rt, b, kind, attempt, err, replayable, idempotent(r.Method, r.Header)) {
 			break
 		}
-		// Dial failures never reached an instance: always safe. Other failures
-		// before any response byte: only idempotent requests, within the budget.
-		if kind != errDial && (kind == errTimeout || !idempotent(r) || !h.budget.withdraw()) {
-			break
-		}
-		rt.m.retries.Inc()
 	}
 	if kind == errTimeout {
 		return writeError(w, http.StatusGatewayTimeout, "upstream timed out", rt.slug), false
@@ -111,13 +103,42 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rt *liveRoute,
 	return writeError(w, http.StatusBadGateway, "upstream failed", rt.slug), false
 }
 
-func idempotent(r *http.Request) bool {
-	switch r.Method {
+// failed records a failed attempt at b and reports whether the request may be
+// sent to another instance. replayable: nothing of its body was consumed.
+func (h *Handler) failed(rt *liveRoute, b *backend, kind errKind, attempt int, err error, replayable, idempotent bool) bool {
+	rt.m.upstreamError(kind.String())
+	if kind == errDial || kind == errReset {
+		b.eject(h.opts.EjectBase, h.opts.EjectMax)
+	}
+	h.log.V(1).Info("upstream attempt failed", "slug", rt.slug, "instance", *b.key.Load(), "kind", kind.String(), "attempt", attempt, "error", err.Error())
+	if attempt >= h.opts.MaxRetries || !replayable {
+		return false
+	}
+	// Dial failures never reached an instance: always safe. Other failures
+	// before any response byte: only idempotent requests, within the budget.
+	if kind != errDial && (kind == errTimeout || !idempotent || !h.budget.withdraw()) {
+		return false
+	}
+	rt.m.retries.Inc()
+	return true
+}
+
+// idempotent reports whether a request may be sent again after it may have
+// reached an instance: safe methods, or an Idempotency-Key.
+func idempotent(method string, hdr http.Header) bool {
+	if safeMethod(method) {
+		return true
+	}
+	_, ok := hdr["Idempotency-Key"]
+	return ok
+}
+
+func safeMethod(method string) bool {
+	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
 		return true
 	}
-	_, ok := r.Header["Idempotency-Key"]
-	return ok
+	return false
 }
 
 // respond copies the upstream response to the client. abort is true when the
@@ -227,39 +248,14 @@ func upgradeType(r *http.Request) string {
 		return ""
 	}
 	up := r.Header["Upgrade"]
-	if len(up) == 0 || !hasToken(r.Header["Connection"], "upgrade") {
+	if len(up) == 0 || !wire.HasToken(r.Header["Connection"], "upgrade") {
 		return ""
 	}
 	return up[0]
 }
 
-// Hop-by-hop headers (RFC 9110 7.6.1) are for one connection, not forwarded.
-func isHopByHop(k string) bool {
-	switch k {
-	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-		"Te", "Trailer", "Transfer-Encoding", "Upgrade":
-		return true
-	}
-	return false
-}
-
-// hasToken reports whether a comma-separated header holds token, case-insensitively.
-func hasToken(values []string, token string) bool {
-	for _, v := range values {
-		for v != "" {
-			var t string
-			if i := strings.IndexByte(v, ','); i >= 0 {
-				t, v = v[:i], v[i+1:]
-			} else {
-				t, v = v, ""
-			}
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
-}
+// isHopByHop reports whether a header field is for one connection only (RFC 9110 7.6.1), not forwarded.
+func isHopByHop(k string) bool { return fieldKind(k) == fieldHop }
 
 var (
 	connUpgrade = []string{"Upgrade"}
@@ -277,12 +273,12 @@ func (h *Handler) outHeader(r *http.Request, upgrade string) http.Header {
 	out := make(http.Header, len(in)+4)
 	conn := in["Connection"]
 	for k, vv := range in {
-		if isHopByHop(k) || (len(conn) > 0 && hasToken(conn, k)) {
+		if isHopByHop(k) || (len(conn) > 0 && wire.HasToken(conn, k)) {
 			continue
 		}
 		out[k] = vv
 	}
-	if hasToken(in["Te"], "trailers") {
+	if wire.HasToken(in["Te"], "trailers") {
 		out["Te"] = teTrailers
 	}
 	if upgrade != "" {
@@ -323,7 +319,7 @@ func (h *Handler) outHeader(r *http.Request, upgrade string) http.Header {
 func copyResponseHeader(dst, src http.Header) {
 	conn := src["Connection"]
 	for k, vv := range src {
-		if isHopByHop(k) || (len(conn) > 0 && hasToken(conn, k)) {
+		if isHopByHop(k) || (len(conn) > 0 && wire.HasToken(conn, k)) {
 			continue
 		}
 		dst[k] = vv

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -135,6 +136,10 @@ func (h *Handler) bind(slug string, r *routes.Route, prev *liveRoute) *liveRoute
 		now[id] = b
 		lr.backends = append(lr.backends, b)
 	}
+	lr.plain = true
+	for _, b := range lr.backends {
+		lr.plain = lr.plain && b.pool != nil
+	}
 	if prev != nil {
 		closeDropped(prev.backends, now)
 	}
@@ -158,14 +163,20 @@ func (h *Handler) Registry() *prometheus.Registry { return h.metrics.reg }
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	code, sm, abort := h.serve(w, r)
-	sm.count(code)
-	sm.duration.Observe(time.Since(start).Seconds())
-	if h.opts.AccessLog {
-		h.log.Info("access", "slug", sm.slug, "method", r.Method, "target", r.RequestURI, "proto", r.Proto,
-			"status", code, "duration", time.Since(start), "remote", r.RemoteAddr, "aborted", abort)
-	}
+	h.record(sm, code, start, r.Method, r.RequestURI, r.Proto, r.RemoteAddr, abort)
 	if abort {
 		panic(http.ErrAbortHandler) // the upstream body broke: break the client's response too
+	}
+}
+
+// record counts an answered request and writes its access log line.
+func (h *Handler) record(sm *slugMetrics, code int, start time.Time, method, target, proto, remote string, abort bool) {
+	d := time.Since(start)
+	sm.count(code)
+	sm.duration.Observe(d.Seconds())
+	if h.opts.AccessLog { // copies: the fast front end's strings point into its read buffer
+		h.log.Info("access", "slug", sm.slug, "method", strings.Clone(method), "target", strings.Clone(target), "proto", proto,
+			"status", code, "duration", d, "remote", remote, "aborted", abort)
 	}
 }
 
@@ -219,15 +230,21 @@ type errorBody struct {
 
 // writeError answers with a small JSON body. It never includes upstream addresses.
 func writeError(w http.ResponseWriter, code int, msg, slug string) int {
-	b, _ := json.Marshal(errorBody{Error: msg, Slug: slug})
+	b := errorJSON(msg, slug)
 	hdr := w.Header()
 	hdr["Content-Type"] = jsonType
 	hdr["X-Content-Type-Options"] = nosniff
 	hdr["Cache-Control"] = noStore
 	hdr.Del("Content-Length")
 	w.WriteHeader(code)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(b)
 	return code
+}
+
+// errorJSON is the body of the proxy's own error responses, newline-terminated.
+func errorJSON(msg, slug string) []byte {
+	b, _ := json.Marshal(errorBody{Error: msg, Slug: slug})
+	return append(b, '\n')
 }
 
 var (
@@ -260,12 +277,18 @@ func (e *dialError) Error() string { return "dial: " + e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
 func classify(r *http.Request, err error) errKind {
+	if r.Context().Err() != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return errClient
+	}
+	return classifyErr(err)
+}
+
+// classifyErr classifies a failure that is not the client's going away.
+func classifyErr(err error) errKind {
 	var de *dialError
 	var mbe *http.MaxBytesError
 	var ne net.Error
 	switch {
-	case r.Context().Err() != nil && !errors.Is(err, context.DeadlineExceeded):
-		return errClient
 	case errors.As(err, &mbe):
 		return errBodyTooLarge
 	case errors.As(err, &de):

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/slugway/slugway/proxy/wire"
 )
 
 // FuzzHeaders feeds arbitrary request headers (as a server that accepted them would
@@ -93,6 +95,36 @@ func FuzzHeaders(f *testing.F) {
 		}
 		if !reflect.DeepEqual(http.Header(got), want) {
 			t.Fatalf("fast path and Transport path disagree:\n fast      %v\n transport %v", got, want)
+		}
+
+		// The fast front end writes the same fields from the raw head, with the
+		// names in the client's case.
+		raw := "GET /s/x HTTP/1.1\r\nHost: front.example\r\n"
+		for _, line := range strings.Split(block, "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && httpguts.ValidHeaderFieldName(k) &&
+				httpguts.ValidHeaderFieldValue(strings.TrimSpace(v)) && !strings.EqualFold(k, "host") {
+				raw += k + ": " + strings.TrimSpace(v) + "\r\n"
+			}
+		}
+		fc := &frontConn{remoteIP: ip}
+		if _, err := wire.ParseRequest([]byte(raw+"\r\n"), 1<<20, &fc.req); err != nil || fc.req.Unusual != "" {
+			return // such a request goes to net/http, checked above
+		}
+		fc.scanFields()
+		sb.Reset()
+		bw.Reset(&sb)
+		ch := fc.clientHead()
+		if err := h.writeFields(bw, &ch, fc.fields); err != nil {
+			t.Fatal(err)
+		}
+		bw.WriteString("\r\n")
+		_ = bw.Flush()
+		got, err = textproto.NewReader(bufio.NewReader(strings.NewReader(sb.String()))).ReadMIMEHeader()
+		if err != nil {
+			t.Fatalf("front end wrote an unparsable block %q: %v", sb.String(), err)
+		}
+		if !reflect.DeepEqual(http.Header(got), want) {
+			t.Fatalf("front end and Transport path disagree:\n front     %v\n transport %v", got, want)
 		}
 	})
 }

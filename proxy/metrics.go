@@ -23,6 +23,7 @@ type metrics struct {
 	builds      prometheus.Counter
 	propagation prometheus.Histogram
 	tableSlugs  prometheus.Gauge
+	handoffs    *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -57,8 +58,12 @@ func newMetrics() *metrics {
 		tableSlugs: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "slugway_proxy_route_table_slugs", Help: "Slugs in the current route table.",
 		}),
+		handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "slugway_proxy_net_http_handoffs_total",
+			Help: "Client connections the fast HTTP/1.1 front end handed to net/http, by reason (the request was not plain HTTP/1.1, its body was large, its path was invalid, or its route was not a plain http:// one).",
+		}, []string{"reason"}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.upstreamErr, m.retries, m.ejections, m.endpoints, m.builds, m.propagation, m.tableSlugs,
+	m.reg.MustRegister(m.requests, m.duration, m.upstreamErr, m.retries, m.ejections, m.endpoints, m.builds, m.propagation, m.tableSlugs, m.handoffs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

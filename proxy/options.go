@@ -75,6 +75,11 @@ type Options struct {
 	// OnTableSwap, when set, is called after each new route table starts serving (tests, benchmarks).
 	OnTableSwap func(*routes.Table)
 
+	// NetHTTPOnly serves every plain connection with net/http's server, turning
+	// off the fast HTTP/1.1 front end (which otherwise serves plain HTTP/1.1
+	// requests to http:// instances and hands net/http everything else).
+	NetHTTPOnly bool
+
 	// AccessLog logs one line per request.
 	AccessLog bool
 	// Pprof serves /debug/pprof/ on the admin port.

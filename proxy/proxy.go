@@ -146,7 +146,16 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}
 	plain := newServer()
 	servers := []*http.Server{plain}
-	go func() { errc <- serveErr("traffic", plain.Serve(p.ln)) }()
+	var fe *front
+	if p.fastFront() {
+		// The fast front end accepts the connections and hands net/http those it does not serve.
+		slow := newChanListener(p.ln.Addr())
+		fe = newFront(p.handler, slow)
+		go func() { errc <- serveErr("traffic", plain.Serve(slow)) }()
+		go func() { errc <- serveErr("traffic", fe.serve(p.ln)) }()
+	} else {
+		go func() { errc <- serveErr("traffic", plain.Serve(p.ln)) }()
+	}
 	if p.tlsLn != nil {
 		s := newServer()
 		servers = append(servers, s)
@@ -171,6 +180,14 @@ func (p *Proxy) Run(ctx context.Context) error {
 	dctx, cancel := context.WithTimeout(context.Background(), o.DrainTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
+	if fe != nil {
+		p.ln.Close()
+		wg.Go(func() {
+			if err := fe.shutdown(dctx.Done()); err != nil {
+				p.log.Info("drain incomplete, closing connections", "error", err.Error())
+			}
+		})
+	}
 	for _, s := range servers {
 		wg.Go(func() {
 			if err := s.Shutdown(dctx); err != nil {
@@ -185,6 +202,12 @@ func (p *Proxy) Run(ctx context.Context) error {
 	<-watchDone
 	_ = admin.Shutdown(dctx)
 	return runErr
+}
+
+// fastFront reports whether the fast HTTP/1.1 front end serves the plain
+// listener. It does not bound whole requests, so RequestTimeout turns it off.
+func (p *Proxy) fastFront() bool {
+	return !p.opts.NetHTTPOnly && p.opts.RequestTimeout == 0
 }
 
 func serveErr(what string, err error) error {

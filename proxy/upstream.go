@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/slugway/slugway/proxy/wire"
 )
 
 // The HTTP/1.1 fast path. Plain HTTP/1.1 requests to http:// instances skip
@@ -212,22 +215,31 @@ var errUnexpected101 = errors.New("the instance switched protocols on a request 
 // response, whose Body must be closed. A pooled connection that turns out to be
 // closed by the instance is replaced by a fresh one for idempotent requests without a body.
 func (h *Handler) fastRoundTrip(ctx context.Context, p *upstreamPool, r *http.Request, target1, target2, query string, hasQuery bool, body *trackedBody) (*http.Response, error) {
-	replayable := body == nil && idempotent(r)
+	var resp *http.Response
+	err := p.attempt(ctx, body == nil && idempotent(r.Method, r.Header), func(pc *upConn) (err error) {
+		resp, err = h.exchange(ctx, pc, r, target1, target2, query, hasQuery, body)
+		return err
+	})
+	return resp, err
+}
+
+// attempt runs exchange on a pooled connection. When a reused connection turns
+// out to have been closed by the instance before it answered anything, a
+// replayable request (no body, idempotent) runs again on a fresh one.
+func (p *upstreamPool) attempt(ctx context.Context, replayable bool, exchange func(*upConn) error) error {
 	for stale := 0; ; stale++ {
 		pc, err := p.get(ctx, !replayable)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		resp, err := h.exchange(ctx, pc, r, target1, target2, query, hasQuery, body)
+		err = exchange(pc)
 		if err == nil {
-			return resp, nil
+			return nil
 		}
-		// The instance closed an idle connection just as we reused it: nothing
-		// was answered, and a fresh connection is safe for a replayable request.
 		if replayable && pc.reused && pc.cr.n == 0 && ctx.Err() == nil && stale < 2 && isStaleConnErr(err) {
 			continue
 		}
-		return nil, err
+		return err
 	}
 }
 
@@ -248,37 +260,12 @@ func (h *Handler) exchange(ctx context.Context, pc *upConn, r *http.Request, tar
 		return nil, err
 	}
 	bw := pc.bw
-	bw.WriteString(r.Method)
-	bw.WriteByte(' ')
-	bw.WriteString(target1)
-	bw.WriteString(target2)
-	if hasQuery {
-		bw.WriteByte('?')
-		bw.WriteString(query)
-	}
-	bw.WriteString(" HTTP/1.1\r\nHost: ")
-	bw.WriteString(pc.pool.host)
-	bw.WriteString("\r\n")
+	writeRequestLine(bw, r.Method, target1, target2, query, hasQuery, pc.pool.host)
 	if err := h.writeOutHeader(bw, r); err != nil {
 		return fail(err)
 	}
-	chunked := false
-	switch {
-	case body == nil:
-		switch r.Method {
-		case http.MethodPost, http.MethodPut, http.MethodPatch:
-			bw.WriteString("Content-Length: 0\r\n")
-		}
-	case r.ContentLength >= 0:
-		bw.WriteString("Content-Length: ")
-		var nb [20]byte
-		bw.Write(strconv.AppendInt(nb[:0], r.ContentLength, 10))
-		bw.WriteString("\r\n")
-	default:
-		chunked = true
-		bw.WriteString("Transfer-Encoding: chunked\r\n")
-	}
-	bw.WriteString("\r\n")
+	chunked := body != nil && r.ContentLength < 0
+	writeFraming(bw, r.Method, body != nil, r.ContentLength)
 
 	var wrote chan error // the body writer's result
 	if body == nil {
@@ -335,6 +322,42 @@ func (h *Handler) exchange(ctx context.Context, pc *upConn, r *http.Request, tar
 	pc.body = fastBody{rc: resp.Body, pc: pc, stop: stop, wrote: wrote, keep: !resp.Close}
 	resp.Body = &pc.body // one exchange at a time per connection: reuse its body
 	return resp, nil
+}
+
+// writeRequestLine writes "METHOD target1target2[?query] HTTP/1.1" and the Host field.
+func writeRequestLine(bw *bufio.Writer, method, target1, target2, query string, hasQuery bool, host string) {
+	bw.WriteString(method)
+	bw.WriteByte(' ')
+	bw.WriteString(target1)
+	bw.WriteString(target2)
+	if hasQuery {
+		bw.WriteByte('?')
+		bw.WriteString(query)
+	}
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(host)
+	bw.WriteString("\r\n")
+}
+
+// writeFraming writes the body's framing fields and ends the head: Content-Length
+// (n >= 0), chunked (n < 0), or for a request without body, Content-Length: 0
+// where the method implies a body.
+func writeFraming(bw *bufio.Writer, method string, hasBody bool, n int64) {
+	switch {
+	case !hasBody:
+		switch method {
+		case http.MethodPost, http.MethodPut, http.MethodPatch:
+			bw.WriteString("Content-Length: 0\r\n")
+		}
+	case n >= 0:
+		bw.WriteString("Content-Length: ")
+		var nb [20]byte
+		bw.Write(strconv.AppendInt(nb[:0], n, 10))
+		bw.WriteString("\r\n")
+	default:
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	bw.WriteString("\r\n")
 }
 
 func isMaxBytes(err error) bool {
@@ -442,72 +465,177 @@ func (b *fastBody) Close() error {
 
 // writeOutHeader writes the upstream request's header fields, the same set
 // outHeader builds for the Transport (which the tests check), without building
-// a map: the client's headers less hop-by-hop ones, X-Forwarded-For/-Proto/-Host,
-// the client's X-Forwarded-* and Forwarded kept only from trusted proxies.
-// Host, Content-Length and Transfer-Encoding are the caller's.
+// a map. Host, Content-Length and Transfer-Encoding are the caller's.
 func (h *Handler) writeOutHeader(bw *bufio.Writer, r *http.Request) error {
 	in := r.Header
-	conn := in["Connection"]
-	ip := remoteIP(r.RemoteAddr)
-	trusted := h.trusted(ip)
-	keepProto := trusted && len(in["X-Forwarded-Proto"]) > 0
-	keepHost := trusted && len(in["X-Forwarded-Host"]) > 0
-	for k, vv := range in {
-		switch k {
-		case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-			"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Host", "Content-Length", "X-Forwarded-For":
-			continue
-		case "User-Agent":
-			if len(vv) == 0 || vv[0] == "" {
-				continue
-			}
-			vv = vv[:1] // as Transport
-		case "X-Forwarded-Proto":
-			if !keepProto {
-				continue
-			}
-		case "X-Forwarded-Host":
-			if !keepHost {
-				continue
-			}
-		case "Forwarded":
-			if !trusted {
-				continue
+	ch := clientHead{
+		conn: in["Connection"], te: in["Te"], xff: in["X-Forwarded-For"],
+		hasXFP: len(in["X-Forwarded-Proto"]) > 0, hasXFH: len(in["X-Forwarded-Host"]) > 0,
+		remoteIP: remoteIP(r.RemoteAddr), host: r.Host, tls: r.TLS != nil,
+	}
+	return h.writeFields(bw, &ch, func(yield func(k, v string) bool) {
+		for k, vv := range in {
+			for _, v := range vv {
+				if !yield(k, v) {
+					return
+				}
 			}
 		}
-		if len(conn) > 0 && hasToken(conn, k) {
-			continue
+	})
+}
+
+// clientHead is what the upstream request head takes from the client's request
+// besides its fields, whichever server parsed it (net/http or the fast front end).
+type clientHead struct {
+	conn, te, xff  []string // the Connection, TE and X-Forwarded-For values
+	hasXFP, hasXFH bool     // X-Forwarded-Proto / -Host present
+	remoteIP, host string
+	tls            bool
+}
+
+// writeFields writes the client's header fields less hop-by-hop ones (those
+// named in Connection too) plus X-Forwarded-For/-Proto/-Host. The client's
+// X-Forwarded-* and Forwarded fields are kept only from trusted proxies. Field
+// names are matched case-insensitively, so fields may come canonicalized
+// (net/http) or as sent (the fast front end).
+func (h *Handler) writeFields(bw *bufio.Writer, ch *clientHead, fields iter.Seq2[string, string]) error {
+	trusted := h.trusted(ch.remoteIP)
+	keepProto := trusted && ch.hasXFP
+	keepHost := trusted && ch.hasXFH
+	var err error
+	ua := false
+	fields(func(k, v string) bool {
+		switch fieldKind(k) {
+		case fieldHop, fieldHost, fieldContentLength, fieldXFF:
+			return true
+		case fieldUserAgent:
+			first := !ua
+			ua = true
+			if !first || v == "" {
+				return true // Transport sends the first one, if not empty
+			}
+		case fieldXFP:
+			if !keepProto {
+				return true
+			}
+		case fieldXFH:
+			if !keepHost {
+				return true
+			}
+		case fieldForwarded:
+			if !trusted {
+				return true
+			}
+		}
+		if len(ch.conn) > 0 && wire.HasToken(ch.conn, k) {
+			return true
 		}
 		if !httpguts.ValidHeaderFieldName(k) {
-			return fmt.Errorf("invalid request header field name %q", k)
+			err = fmt.Errorf("invalid request header field name %q", k)
+			return false
 		}
-		for _, v := range vv {
-			writeField(bw, k, v)
-		}
+		writeField(bw, k, v)
+		return true
+	})
+	if err != nil {
+		return err
 	}
-	if hasToken(in["Te"], "trailers") {
+	if wire.HasToken(ch.te, "trailers") {
 		bw.WriteString("Te: trailers\r\n")
 	}
 	bw.WriteString("X-Forwarded-For: ")
-	if prior := in["X-Forwarded-For"]; trusted && len(prior) > 0 {
-		for _, v := range prior {
+	if trusted && len(ch.xff) > 0 {
+		for _, v := range ch.xff {
 			writeValue(bw, v)
 			bw.WriteString(", ")
 		}
 	}
-	bw.WriteString(ip)
+	bw.WriteString(ch.remoteIP)
 	bw.WriteString("\r\n")
 	if !keepProto {
-		if r.TLS != nil {
+		if ch.tls {
 			bw.WriteString("X-Forwarded-Proto: https\r\n")
 		} else {
 			bw.WriteString("X-Forwarded-Proto: http\r\n")
 		}
 	}
 	if !keepHost {
-		writeField(bw, "X-Forwarded-Host", r.Host)
+		writeField(bw, "X-Forwarded-Host", ch.host)
 	}
 	return nil
+}
+
+// Kinds of header fields the proxy treats specially.
+const (
+	fieldOther = iota
+	fieldHop   // hop-by-hop (RFC 9110 7.6.1): for one connection only
+	fieldHost
+	fieldContentLength
+	fieldUserAgent
+	fieldXFF
+	fieldXFP
+	fieldXFH
+	fieldForwarded
+)
+
+// fieldKind classifies a header field name, case-insensitively.
+func fieldKind(k string) int {
+	switch len(k) {
+	case 2:
+		if wire.EqualFold(k, "te") {
+			return fieldHop
+		}
+	case 4:
+		if wire.EqualFold(k, "host") {
+			return fieldHost
+		}
+	case 7:
+		if wire.EqualFold(k, "trailer") || wire.EqualFold(k, "upgrade") {
+			return fieldHop
+		}
+	case 9:
+		if wire.EqualFold(k, "forwarded") {
+			return fieldForwarded
+		}
+	case 10:
+		if wire.EqualFold(k, "connection") || wire.EqualFold(k, "keep-alive") {
+			return fieldHop
+		}
+		if wire.EqualFold(k, "user-agent") {
+			return fieldUserAgent
+		}
+	case 14:
+		if wire.EqualFold(k, "content-length") {
+			return fieldContentLength
+		}
+	case 15:
+		if wire.EqualFold(k, "x-forwarded-for") {
+			return fieldXFF
+		}
+	case 16:
+		if wire.EqualFold(k, "proxy-connection") {
+			return fieldHop
+		}
+		if wire.EqualFold(k, "x-forwarded-host") {
+			return fieldXFH
+		}
+	case 17:
+		if wire.EqualFold(k, "transfer-encoding") {
+			return fieldHop
+		}
+		if wire.EqualFold(k, "x-forwarded-proto") {
+			return fieldXFP
+		}
+	case 18:
+		if wire.EqualFold(k, "proxy-authenticate") {
+			return fieldHop
+		}
+	case 19:
+		if wire.EqualFold(k, "proxy-authorization") {
+			return fieldHop
+		}
+	}
+	return fieldOther
 }
 
 func writeField(bw *bufio.Writer, k, v string) {

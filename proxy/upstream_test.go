@@ -17,11 +17,19 @@ import (
 	"time"
 )
 
-// front puts h behind a real HTTP server, as in production.
-func front(t *testing.T, h *Handler) string {
+// behindServer puts h behind net/http's server: the path of connections the
+// fast front end hands off, and of TLS ones.
+func behindServer(t testing.TB, h *Handler) string {
 	s := httptest.NewServer(h)
 	t.Cleanup(s.Close)
 	return s.URL
+}
+
+// bothServers runs f with h served by net/http alone, and by the fast front end
+// (which hands net/http what it does not serve), as in production.
+func bothServers(t *testing.T, f func(t *testing.T, serve func(testing.TB, *Handler) string)) {
+	t.Run("net-http", func(t *testing.T) { f(t, behindServer) })
+	t.Run("front", func(t *testing.T) { f(t, behindFront) })
 }
 
 // countingOrigin is an httptest origin that counts the connections it accepted.
@@ -57,60 +65,64 @@ func get(t *testing.T, c *http.Client, method, url string, body io.Reader) (int,
 }
 
 func TestFastPathReusesConnections(t *testing.T) {
-	be, conns := countingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, r.Method+" "+r.RequestURI)
-	})
-	h := NewHandler(Options{})
-	h.SetTable(table("s", be.URL))
-	url := front(t, h)
-	for i := range 50 {
-		code, body := get(t, http.DefaultClient, "GET", fmt.Sprintf("%s/s/x?i=%d", url, i), nil)
-		if code != 200 || body != fmt.Sprintf("GET /s/x?i=%d", i) {
-			t.Fatalf("request %d: %d %q", i, code, body)
+	bothServers(t, func(t *testing.T, behindServer func(testing.TB, *Handler) string) {
+		be, conns := countingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, r.Method+" "+r.RequestURI)
+		})
+		h := NewHandler(Options{})
+		h.SetTable(table("s", be.URL))
+		url := behindServer(t, h)
+		for i := range 50 {
+			code, body := get(t, http.DefaultClient, "GET", fmt.Sprintf("%s/s/x?i=%d", url, i), nil)
+			if code != 200 || body != fmt.Sprintf("GET /s/x?i=%d", i) {
+				t.Fatalf("request %d: %d %q", i, code, body)
+			}
 		}
-	}
-	code, _ := get(t, http.DefaultClient, "HEAD", url+"/s/x", nil)
-	code2, body := get(t, http.DefaultClient, "POST", url+"/s/x", strings.NewReader("payload"))
-	if code != 200 || code2 != 200 || body != "POST /s/x" {
-		t.Fatalf("HEAD %d, POST %d %q", code, code2, body)
-	}
-	if n := conns.Load(); n != 1 {
-		t.Fatalf("52 sequential requests used %d upstream connections; want 1 reused", n)
-	}
-	b := h.table.Load().routes["s"].backends[0]
-	if b.pool == nil || b.pool.idleCount() != 1 {
-		t.Fatal("the connection is not back in the pool")
-	}
+		code, _ := get(t, http.DefaultClient, "HEAD", url+"/s/x", nil)
+		code2, body := get(t, http.DefaultClient, "POST", url+"/s/x", strings.NewReader("payload"))
+		if code != 200 || code2 != 200 || body != "POST /s/x" {
+			t.Fatalf("HEAD %d, POST %d %q", code, code2, body)
+		}
+		if n := conns.Load(); n != 1 {
+			t.Fatalf("52 sequential requests used %d upstream connections; want 1 reused", n)
+		}
+		b := h.table.Load().routes["s"].backends[0]
+		if b.pool == nil || b.pool.idleCount() != 1 {
+			t.Fatal("the connection is not back in the pool")
+		}
+	})
 }
 
 func TestFastPathConnectionClose(t *testing.T) {
-	be, conns := countingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Connection", "close")
-		_, _ = io.WriteString(w, "bye")
+	bothServers(t, func(t *testing.T, behindServer func(testing.TB, *Handler) string) {
+		be, conns := countingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Connection", "close")
+			_, _ = io.WriteString(w, "bye")
+		})
+		h := NewHandler(Options{})
+		h.SetTable(table("s", be.URL))
+		url := behindServer(t, h)
+		for i := range 5 {
+			resp, err := http.Get(url + "/s/x")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(b) != "bye" {
+				t.Fatalf("request %d: %d %q", i, resp.StatusCode, b)
+			}
+			if resp.Header.Get("Connection") != "" {
+				t.Fatal("the instance's Connection header (hop-by-hop) reached the client")
+			}
+		}
+		if n := conns.Load(); n != 5 {
+			t.Fatalf("an instance that says Connection: close got %d connections for 5 requests; want 5 (never reused)", n)
+		}
+		if n := h.table.Load().routes["s"].backends[0].pool.idleCount(); n != 0 {
+			t.Fatalf("%d closed connections kept in the pool", n)
+		}
 	})
-	h := NewHandler(Options{})
-	h.SetTable(table("s", be.URL))
-	url := front(t, h)
-	for i := range 5 {
-		resp, err := http.Get(url + "/s/x")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || string(b) != "bye" {
-			t.Fatalf("request %d: %d %q", i, resp.StatusCode, b)
-		}
-		if resp.Header.Get("Connection") != "" {
-			t.Fatal("the instance's Connection header (hop-by-hop) reached the client")
-		}
-	}
-	if n := conns.Load(); n != 5 {
-		t.Fatalf("an instance that says Connection: close got %d connections for 5 requests; want 5 (never reused)", n)
-	}
-	if n := h.table.Load().routes["s"].backends[0].pool.idleCount(); n != 0 {
-		t.Fatalf("%d closed connections kept in the pool", n)
-	}
 }
 
 // rawOrigin serves each connection with fn (for responses net/http's server won't produce).
@@ -136,227 +148,237 @@ func rawOrigin(t *testing.T, fn func(c net.Conn, br *bufio.Reader)) string {
 }
 
 func TestFastPathSkipsInformationalResponses(t *testing.T) {
-	origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
+	bothServers(t, func(t *testing.T, behindServer func(testing.TB, *Handler) string) {
+		origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+			for {
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				_, _ = io.Copy(io.Discard, req.Body)
+				_, _ = io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"+
+					"HTTP/1.1 100 Continue\r\n\r\n"+
+					"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Final: 1\r\n\r\nok")
 			}
-			_, _ = io.Copy(io.Discard, req.Body)
-			_, _ = io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"+
-				"HTTP/1.1 100 Continue\r\n\r\n"+
-				"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Final: 1\r\n\r\nok")
+		})
+		h := NewHandler(Options{})
+		h.SetTable(table("s", origin))
+		url := behindServer(t, h)
+		for range 2 { // the second on the reused connection: nothing of the 1xx is left over
+			req, _ := http.NewRequest("GET", url+"/s/x", nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(b) != "ok" || resp.Header.Get("X-Final") != "1" {
+				t.Fatalf("got %d %q %v; want the final 200", resp.StatusCode, b, resp.Header)
+			}
 		}
 	})
-	h := NewHandler(Options{})
-	h.SetTable(table("s", origin))
-	url := front(t, h)
-	for range 2 { // the second on the reused connection: nothing of the 1xx is left over
-		req, _ := http.NewRequest("GET", url+"/s/x", nil)
-		resp, err := http.DefaultClient.Do(req)
+}
+
+func TestExpectContinueTakesTheTransport(t *testing.T) {
+	bothServers(t, func(t *testing.T, behindServer func(testing.TB, *Handler) string) {
+		be, _ := countingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			_, _ = fmt.Fprintf(w, "%s %d", r.Header.Get("Expect"), len(b))
+		})
+		h := NewHandler(Options{})
+		h.SetTable(table("s", be.URL))
+		url := behindServer(t, h)
+		req, _ := http.NewRequest("PUT", url+"/s/x", strings.NewReader(strings.Repeat("a", 5000)))
+		req.Header.Set("Expect", "100-continue")
+		c := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: 5 * time.Second}}
+		resp, err := c.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 || string(b) != "ok" || resp.Header.Get("X-Final") != "1" {
-			t.Fatalf("got %d %q %v; want the final 200", resp.StatusCode, b, resp.Header)
+		if resp.StatusCode != 200 || string(b) != "100-continue 5000" {
+			t.Fatalf("got %d %q", resp.StatusCode, b)
 		}
-	}
-}
-
-func TestExpectContinueTakesTheTransport(t *testing.T) {
-	be, _ := countingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		_, _ = fmt.Fprintf(w, "%s %d", r.Header.Get("Expect"), len(b))
 	})
-	h := NewHandler(Options{})
-	h.SetTable(table("s", be.URL))
-	url := front(t, h)
-	req, _ := http.NewRequest("PUT", url+"/s/x", strings.NewReader(strings.Repeat("a", 5000)))
-	req.Header.Set("Expect", "100-continue")
-	c := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: 5 * time.Second}}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || string(b) != "100-continue 5000" {
-		t.Fatalf("got %d %q", resp.StatusCode, b)
-	}
 }
 
 func TestFastPathRequestBodies(t *testing.T) {
-	firstChunk := make(chan struct{})
-	be, _ := countingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
-		br := bufio.NewReader(r.Body)
-		line, _ := br.ReadString('\n')
-		if line == "first\n" {
-			close(firstChunk) // arrived while the client still holds the rest back
+	bothServers(t, func(t *testing.T, behindServer func(testing.TB, *Handler) string) {
+		firstChunk := make(chan struct{})
+		be, _ := countingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+			br := bufio.NewReader(r.Body)
+			line, _ := br.ReadString('\n')
+			if line == "first\n" {
+				close(firstChunk) // arrived while the client still holds the rest back
+			}
+			rest, _ := io.ReadAll(br)
+			_, _ = fmt.Fprintf(w, "%q cl=%d te=%v %d", line, r.ContentLength, r.TransferEncoding, len(rest))
+		})
+		h := NewHandler(Options{})
+		h.SetTable(table("s", be.URL))
+		url := behindServer(t, h)
+
+		// Known length.
+		code, body := get(t, http.DefaultClient, "POST", url+"/s/x", strings.NewReader("line\n"+strings.Repeat("b", 100000)))
+		if code != 200 || body != `"line\n" cl=100005 te=[] 100000` {
+			t.Fatalf("known length: %d %s", code, body)
 		}
-		rest, _ := io.ReadAll(br)
-		_, _ = fmt.Fprintf(w, "%q cl=%d te=%v %d", line, r.ContentLength, r.TransferEncoding, len(rest))
-	})
-	h := NewHandler(Options{})
-	h.SetTable(table("s", be.URL))
-	url := front(t, h)
 
-	// Known length.
-	code, body := get(t, http.DefaultClient, "POST", url+"/s/x", strings.NewReader("line\n"+strings.Repeat("b", 100000)))
-	if code != 200 || body != `"line\n" cl=100005 te=[] 100000` {
-		t.Fatalf("known length: %d %s", code, body)
-	}
-
-	// Unknown length: chunked, streamed piece by piece.
-	pr, pw := io.Pipe()
-	go func() {
-		_, _ = io.WriteString(pw, "first\n")
+		// Unknown length: chunked, streamed piece by piece.
+		pr, pw := io.Pipe()
+		go func() {
+			_, _ = io.WriteString(pw, "first\n")
+			select {
+			case <-firstChunk:
+			case <-time.After(10 * time.Second):
+			}
+			_, _ = io.WriteString(pw, strings.Repeat("c", 70000))
+			pw.Close()
+		}()
+		code, body = get(t, http.DefaultClient, "POST", url+"/s/x", pr)
+		if code != 200 || body != `"first\n" cl=-1 te=[chunked] 70000` {
+			t.Fatalf("chunked: %d %s", code, body)
+		}
 		select {
 		case <-firstChunk:
-		case <-time.After(10 * time.Second):
+		default:
+			t.Fatal("the first chunk did not reach the instance before the body ended: the body was buffered")
 		}
-		_, _ = io.WriteString(pw, strings.Repeat("c", 70000))
-		pw.Close()
-	}()
-	code, body = get(t, http.DefaultClient, "POST", url+"/s/x", pr)
-	if code != 200 || body != `"first\n" cl=-1 te=[chunked] 70000` {
-		t.Fatalf("chunked: %d %s", code, body)
-	}
-	select {
-	case <-firstChunk:
-	default:
-		t.Fatal("the first chunk did not reach the instance before the body ended: the body was buffered")
-	}
+	})
 }
 
 // TestFastPathStaleConnection: an instance closes a pooled connection while it is
 // idle. An idempotent request on it is retried on a fresh connection; a POST is
 // never replayed, and the pool checks a connection is alive before sending one.
 func TestFastPathStaleConnection(t *testing.T) {
-	var mu sync.Mutex
-	seen := map[string]int{}
-	closed := make(chan struct{}, 10)
-	origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
-		// Keep-alive is promised, but the connection closes after one exchange
-		// (an instance whose idle timeout is shorter than the proxy's).
-		defer func() { c.Close(); closed <- struct{}{} }()
-		req, err := http.ReadRequest(br)
-		if err != nil {
-			return
-		}
-		_, _ = io.Copy(io.Discard, req.Body)
-		mu.Lock()
-		seen[req.Method+" "+req.URL.Path]++
-		mu.Unlock()
-		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-	})
-	h := NewHandler(Options{})
-	h.SetTable(table("s", origin))
-	url := front(t, h)
-	pool := h.table.Load().routes["s"].backends[0].pool
-	waitStale := func() {
-		t.Helper()
-		select {
-		case <-closed:
-		case <-time.After(10 * time.Second):
-			t.Fatal("the instance did not close its connection")
-		}
-		if pool.idleCount() != 1 {
-			t.Fatalf("pool holds %d connections, want the 1 the instance closed", pool.idleCount())
-		}
-	}
-
-	if code, _ := get(t, http.DefaultClient, "GET", url+"/s/a", nil); code != 200 {
-		t.Fatalf("first GET: %d", code)
-	}
-	waitStale()
-	if code, body := get(t, http.DefaultClient, "GET", url+"/s/b", nil); code != 200 || body != "ok" {
-		t.Fatalf("GET on a stale pooled connection: %d %q; want it retried on a fresh one", code, body)
-	}
-	waitStale()
-	if code, body := get(t, http.DefaultClient, "POST", url+"/s/c", strings.NewReader("x")); code != 200 || body != "ok" {
-		t.Fatalf("POST after the instance closed the pooled connection: %d %q; want a fresh connection", code, body)
-	}
-	// Now the instance drops a POST it received, on a reused connection: a 502,
-	// and the POST reached it exactly once.
-	h2 := NewHandler(Options{})
-	keep := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
-		for {
+	bothServers(t, func(t *testing.T, behindServer func(testing.TB, *Handler) string) {
+		var mu sync.Mutex
+		seen := map[string]int{}
+		closed := make(chan struct{}, 10)
+		origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+			// Keep-alive is promised, but the connection closes after one exchange
+			// (an instance whose idle timeout is shorter than the proxy's).
+			defer func() { c.Close(); closed <- struct{}{} }()
 			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
 			_, _ = io.Copy(io.Discard, req.Body)
 			mu.Lock()
-			seen["keep "+req.Method+" "+req.URL.Path]++
+			seen[req.Method+" "+req.URL.Path]++
 			mu.Unlock()
-			if req.URL.Path == "/s/drop" {
-				return
-			}
 			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		})
+		h := NewHandler(Options{})
+		h.SetTable(table("s", origin))
+		url := behindServer(t, h)
+		pool := h.table.Load().routes["s"].backends[0].pool
+		waitStale := func() {
+			t.Helper()
+			select {
+			case <-closed:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the instance did not close its connection")
+			}
+			if pool.idleCount() != 1 {
+				t.Fatalf("pool holds %d connections, want the 1 the instance closed", pool.idleCount())
+			}
+		}
+
+		if code, _ := get(t, http.DefaultClient, "GET", url+"/s/a", nil); code != 200 {
+			t.Fatalf("first GET: %d", code)
+		}
+		waitStale()
+		if code, body := get(t, http.DefaultClient, "GET", url+"/s/b", nil); code != 200 || body != "ok" {
+			t.Fatalf("GET on a stale pooled connection: %d %q; want it retried on a fresh one", code, body)
+		}
+		waitStale()
+		if code, body := get(t, http.DefaultClient, "POST", url+"/s/c", strings.NewReader("x")); code != 200 || body != "ok" {
+			t.Fatalf("POST after the instance closed the pooled connection: %d %q; want a fresh connection", code, body)
+		}
+		// Now the instance drops a POST it received, on a reused connection: a 502,
+		// and the POST reached it exactly once.
+		h2 := NewHandler(Options{})
+		keep := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+			for {
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				_, _ = io.Copy(io.Discard, req.Body)
+				mu.Lock()
+				seen["keep "+req.Method+" "+req.URL.Path]++
+				mu.Unlock()
+				if req.URL.Path == "/s/drop" {
+					return
+				}
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			}
+		})
+		h2.SetTable(table("s", keep))
+		url2 := behindServer(t, h2)
+		if code, _ := get(t, http.DefaultClient, "GET", url2+"/s/warm", nil); code != 200 {
+			t.Fatalf("warm-up GET: %d", code)
+		}
+		if code, _ := get(t, http.DefaultClient, "POST", url2+"/s/drop", strings.NewReader("once")); code != http.StatusBadGateway {
+			t.Fatalf("POST the instance dropped: %d, want 502", code)
+		}
+		if code, _ := get(t, http.DefaultClient, "POST", url2+"/s/drop", nil); code != http.StatusBadGateway {
+			t.Fatalf("bodiless POST the instance dropped: %d, want 502", code)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if n := seen["keep POST /s/drop"]; n != 2 {
+			t.Fatalf("the instance saw the two dropped POSTs %d times; want 2 (never replayed)", n)
+		}
+		if seen["GET /s/b"] != 1 || seen["POST /s/c"] != 1 {
+			t.Fatalf("requests seen: %v", seen)
 		}
 	})
-	h2.SetTable(table("s", keep))
-	url2 := front(t, h2)
-	if code, _ := get(t, http.DefaultClient, "GET", url2+"/s/warm", nil); code != 200 {
-		t.Fatalf("warm-up GET: %d", code)
-	}
-	if code, _ := get(t, http.DefaultClient, "POST", url2+"/s/drop", strings.NewReader("once")); code != http.StatusBadGateway {
-		t.Fatalf("POST the instance dropped: %d, want 502", code)
-	}
-	if code, _ := get(t, http.DefaultClient, "POST", url2+"/s/drop", nil); code != http.StatusBadGateway {
-		t.Fatalf("bodiless POST the instance dropped: %d, want 502", code)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if n := seen["keep POST /s/drop"]; n != 2 {
-		t.Fatalf("the instance saw the two dropped POSTs %d times; want 2 (never replayed)", n)
-	}
-	if seen["GET /s/b"] != 1 || seen["POST /s/c"] != 1 {
-		t.Fatalf("requests seen: %v", seen)
-	}
 }
 
 func TestFastPathIdleTimeoutClosesPooledConnections(t *testing.T) {
-	be := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }))
-	var open atomic.Int32
-	be.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		switch st {
-		case http.StateNew:
-			open.Add(1)
-		case http.StateClosed, http.StateHijacked:
-			open.Add(-1)
+	bothServers(t, func(t *testing.T, behindServer func(testing.TB, *Handler) string) {
+		be := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }))
+		var open atomic.Int32
+		be.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+			switch st {
+			case http.StateNew:
+				open.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				open.Add(-1)
+			}
 		}
-	}
-	be.Start()
-	t.Cleanup(be.Close)
-	h := NewHandler(Options{UpstreamIdleTimeout: 50 * time.Millisecond})
-	h.SetTable(table("s", be.URL))
-	url := front(t, h)
-	if code, _ := get(t, http.DefaultClient, "GET", url+"/s/x", nil); code != 200 {
-		t.Fatal(code)
-	}
-	pool := h.table.Load().routes["s"].backends[0].pool
-	deadline := time.Now().Add(10 * time.Second)
-	for pool.idleCount() != 0 || open.Load() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("after the idle timeout: %d pooled, %d open at the instance; want 0", pool.idleCount(), open.Load())
+		be.Start()
+		t.Cleanup(be.Close)
+		h := NewHandler(Options{UpstreamIdleTimeout: 50 * time.Millisecond})
+		h.SetTable(table("s", be.URL))
+		url := behindServer(t, h)
+		if code, _ := get(t, http.DefaultClient, "GET", url+"/s/x", nil); code != 200 {
+			t.Fatal(code)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		pool := h.table.Load().routes["s"].backends[0].pool
+		deadline := time.Now().Add(10 * time.Second)
+		for pool.idleCount() != 0 || open.Load() != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("after the idle timeout: %d pooled, %d open at the instance; want 0", pool.idleCount(), open.Load())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 
-	// An instance leaving the table closes its idle connections.
-	if code, _ := get(t, http.DefaultClient, "GET", url+"/s/x", nil); code != 200 {
-		t.Fatal(code)
-	}
-	h.SetTable(table("other", be.URL))
-	for open.Load() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the pool of an instance that left the table kept its connections")
+		// An instance leaving the table closes its idle connections.
+		if code, _ := get(t, http.DefaultClient, "GET", url+"/s/x", nil); code != 200 {
+			t.Fatal(code)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		h.SetTable(table("other", be.URL))
+		for open.Load() != 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the pool of an instance that left the table kept its connections")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
 }
 
 // TestWriteOutHeaderMatchesOutHeader: the fast path writes the same header fields
@@ -400,26 +422,28 @@ func TestWriteOutHeaderMatchesOutHeader(t *testing.T) {
 }
 
 func TestFastPathBoundsResponseHeaders(t *testing.T) {
-	defer func(v int64) { maxResponseHeaderBytes = v }(maxResponseHeaderBytes)
-	maxResponseHeaderBytes = 64 << 10
-	origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
-		if _, err := http.ReadRequest(br); err != nil {
-			return
-		}
-		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\n")
-		line := "X-Big: " + strings.Repeat("a", 1000) + "\r\n"
-		for { // headers that never end, until the proxy hangs up
-			if _, err := io.WriteString(c, line); err != nil {
+	bothServers(t, func(t *testing.T, behindServer func(testing.TB, *Handler) string) {
+		defer func(v int64) { maxResponseHeaderBytes = v }(maxResponseHeaderBytes)
+		maxResponseHeaderBytes = 64 << 10
+		origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+			if _, err := http.ReadRequest(br); err != nil {
 				return
 			}
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+			line := "X-Big: " + strings.Repeat("a", 1000) + "\r\n"
+			for { // headers that never end, until the proxy hangs up
+				if _, err := io.WriteString(c, line); err != nil {
+					return
+				}
+			}
+		})
+		// Without the bound, the proxy would read until the header timeout (504).
+		h := NewHandler(Options{ResponseHeaderTimeout: 5 * time.Second})
+		h.SetTable(table("s", origin))
+		if code, _ := get(t, http.DefaultClient, "GET", behindServer(t, h)+"/s/x", nil); code != http.StatusBadGateway {
+			t.Fatalf("endless response headers: %d, want 502 once past the bound", code)
 		}
 	})
-	// Without the bound, the proxy would read until the header timeout (504).
-	h := NewHandler(Options{ResponseHeaderTimeout: 5 * time.Second})
-	h.SetTable(table("s", origin))
-	if code, _ := get(t, http.DefaultClient, "GET", front(t, h)+"/s/x", nil); code != http.StatusBadGateway {
-		t.Fatalf("endless response headers: %d, want 502 once past the bound", code)
-	}
 }
 
 func TestFastPathOnlyForPlainTargets(t *testing.T) {
