@@ -131,20 +131,23 @@ type frontConn struct {
 	remote, remoteIP string
 	state            atomic.Int32
 	handedOff        bool
+	now              time.Time // the current request's start, then its end (fewer clock reads)
+	rdl              readDeadline
 	served           int // requests answered on this connection
 
-	buf  []byte // buf[r:w] is read and not yet consumed; the current head starts at r
-	r, w int
-	head int // the current request head's length
-	req  wire.Request
-	resp wire.Response
-	ck   wire.Chunked
-	out  []byte   // the response head, and the body's first bytes
-	te   []string // the current request's TE values
-	xff  []string // and X-Forwarded-For values
-	xfp  bool     // it has X-Forwarded-Proto
-	xfh  bool     // and X-Forwarded-Host
-	idem bool     // it may be sent again after reaching an instance
+	buf      []byte // buf[r:w] is read and not yet consumed; the current head starts at r
+	r, w     int
+	head     int // the current request head's length
+	req      wire.Request
+	resp     wire.Response
+	ck       wire.Chunked
+	out      []byte   // the response head, and the body's first bytes
+	te       []string // the current request's TE values
+	xff      []string // and X-Forwarded-For values
+	xfp      bool     // it has X-Forwarded-Proto
+	xfh      bool     // and X-Forwarded-Host
+	idem     bool     // it may be sent again after reaching an instance
+	released bool     // the current exchange's upstream connection was released
 
 	// Watching for the client going away while an instance answers.
 	timer     *time.Timer
@@ -203,12 +206,12 @@ func (fc *frontConn) readHead() bool {
 		}
 		switch {
 		case fc.r == fc.w && fc.served > 0: // between requests
-			fc.c.SetReadDeadline(time.Now().Add(o.IdleTimeout))
+			fc.rdl.set(fc.c, fc.now.Add(o.IdleTimeout)) // fc.now: the last response's end
 			if !fc.state.CompareAndSwap(connActive, connIdle) {
 				return false
 			}
 		case !waited || fc.r == fc.w: // a new connection, or a head begun
-			fc.c.SetReadDeadline(time.Now().Add(o.ReadHeaderTimeout))
+			fc.rdl.set(fc.c, time.Now().Add(o.ReadHeaderTimeout))
 		}
 		if !fc.fill(o.MaxHeaderBytes + 1) {
 			return false
@@ -242,6 +245,7 @@ func (fc *frontConn) fill(limit int) bool {
 func (fc *frontConn) serveOne() bool {
 	h := fc.f.h
 	start := time.Now()
+	fc.now = start
 	cl := fc.req.ContentLength
 	if cl > maxFastBody || (h.opts.MaxRequestBodyBytes > 0 && cl > h.opts.MaxRequestBodyBytes) {
 		fc.handoff("large body")
@@ -251,7 +255,7 @@ func (fc *frontConn) serveOne() bool {
 	if cl > 0 {
 		// Read the whole body first, as nginx does by default: then it can be sent
 		// to another instance after a dial failure, and the exchange is one write.
-		fc.c.SetReadDeadline(time.Now().Add(h.opts.IdleTimeout))
+		fc.rdl.set(fc.c, time.Now().Add(h.opts.IdleTimeout))
 		for fc.w-fc.r < fc.head+int(cl) {
 			moved := len(fc.buf) < fc.r+fc.head+int(cl)
 			if !fc.fill(fc.head + int(cl)) {
@@ -279,7 +283,8 @@ func (fc *frontConn) serveOne() bool {
 	h.budget.deposit()
 	code, abort := fc.forward(rt, path, query, hasQuery, body)
 	fc.served++
-	h.record(rt.m, code, start, fc.req.Method, fc.req.Target, "HTTP/1.1", fc.remote, abort)
+	fc.now = time.Now()
+	h.record(rt.m, code, fc.now.Sub(start), fc.req.Method, fc.req.Target, "HTTP/1.1", fc.remote, abort)
 	fc.r += fc.head + max(int(cl), 0)
 	return !abort
 }
@@ -311,15 +316,6 @@ func (fc *frontConn) scanFields() {
 
 func (fc *frontConn) clientHead() clientHead {
 	return clientHead{conn: fc.req.Conn, te: fc.te, xff: fc.xff, hasXFP: fc.xfp, hasXFH: fc.xfh, remoteIP: fc.remoteIP, host: fc.req.Host}
-}
-
-// fields yields the request's header fields.
-func (fc *frontConn) fields(yield func(k, v string) bool) {
-	for _, f := range fc.req.Fields {
-		if !yield(f.Name, f.Value) {
-			return
-		}
-	}
 }
 
 // handoff gives the connection, from the start of the current request, to
@@ -433,7 +429,7 @@ func (fc *frontConn) unwatch() bool {
 	}
 	fc.watching = false
 	if !fc.timer.Stop() { // it fired: end its read
-		_ = fc.c.SetReadDeadline(aLongTimeAgo)
+		fc.rdl.set(fc.c, aLongTimeAgo)
 		<-fc.watchDone
 		if fc.peeked == 1 {
 			if fc.w == len(fc.buf) { // the current head's strings keep the old array alive

@@ -36,7 +36,7 @@ func (fc *frontConn) exchange(pc *upConn, prefix, path, query string, hasQuery b
 	bw := pc.bw
 	writeRequestLine(bw, req.Method, prefix, path, query, hasQuery, pc.pool.host)
 	ch := fc.clientHead()
-	if err := h.writeFields(bw, &ch, fc.fields); err != nil {
+	if err := h.writeFields(bw, &ch, fc.req.Fields); err != nil {
 		pc.c.Close()
 		return 0, false, err
 	}
@@ -47,34 +47,37 @@ func (fc *frontConn) exchange(pc *upConn, prefix, path, query string, hasQuery b
 		return 0, false, err
 	}
 	fc.watch(pc)
-	released := false
-	release := func(clean bool) {
-		released = true
-		if fc.unwatch() { // the client went away: pc's deadline was expired
-			clean = false
-		}
-		if clean {
-			pc.pool.put(pc)
-		} else {
-			pc.c.Close()
-		}
-	}
-	code, started, err = fc.relay(pc, release)
-	if !released {
-		release(false)
+	fc.released = false
+	code, started, err = fc.relay(pc)
+	if !fc.released {
+		fc.release(pc, false)
 	}
 	return code, started, err
+}
+
+// release ends the exchange on pc: it stops watching the client and returns pc
+// to the pool when clean, else closes it.
+func (fc *frontConn) release(pc *upConn, clean bool) {
+	fc.released = true
+	if fc.unwatch() { // the client went away: pc's deadline was expired
+		clean = false
+	}
+	if clean {
+		pc.pool.put(pc)
+	} else {
+		pc.c.Close()
+	}
 }
 
 // relay reads the instance's response head and streams the response to the
 // client: the head and the body bytes already read in one write, then the rest
 // as it arrives. Once the instance's response is all read, before the last
-// write to the client, it calls release with whether pc is clean for another request.
-func (fc *frontConn) relay(pc *upConn, release func(clean bool)) (code int, started bool, err error) {
+// write to the client, it releases pc.
+func (fc *frontConn) relay(pc *upConn) (code int, started bool, err error) {
 	h := fc.f.h
 	br := pc.br
 	if t := h.opts.ResponseHeaderTimeout; t > 0 {
-		_ = pc.c.SetReadDeadline(time.Now().Add(t))
+		pc.rdl.set(pc.c, fc.now.Add(t))
 	}
 	resp := &fc.resp
 	var head []byte
@@ -134,7 +137,7 @@ func (fc *frontConn) relay(pc *upConn, release func(clean bool)) (code int, star
 			_, _ = br.Discard(take)
 		}
 		if done {
-			release(mode != bodyClose && !resp.Close && br.Buffered() == 0)
+			fc.release(pc, mode != bodyClose && !resp.Close && br.Buffered() == 0)
 		}
 		if len(out) > 0 {
 			_, werr := fc.c.Write(out)
@@ -150,7 +153,7 @@ func (fc *frontConn) relay(pc *upConn, release func(clean bool)) (code int, star
 		}
 		if !lifted && h.opts.ResponseHeaderTimeout > 0 { // the header timeout does not bound the body
 			lifted = true
-			_ = pc.c.SetReadDeadline(time.Time{})
+			pc.rdl.set(pc.c, time.Time{})
 			if fc.gone.Load() {
 				pc.cancel() // cancelled meanwhile: don't undo it
 			}
@@ -158,7 +161,7 @@ func (fc *frontConn) relay(pc *upConn, release func(clean bool)) (code int, star
 		if _, err := br.Peek(1); err != nil {
 			if mode == bodyClose && err == io.EOF {
 				done = true
-				release(false)
+				fc.release(pc, false)
 				break
 			}
 			return code, true, err

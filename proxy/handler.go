@@ -163,15 +163,14 @@ func (h *Handler) Registry() *prometheus.Registry { return h.metrics.reg }
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	code, sm, abort := h.serve(w, r)
-	h.record(sm, code, start, r.Method, r.RequestURI, r.Proto, r.RemoteAddr, abort)
+	h.record(sm, code, time.Since(start), r.Method, r.RequestURI, r.Proto, r.RemoteAddr, abort)
 	if abort {
 		panic(http.ErrAbortHandler) // the upstream body broke: break the client's response too
 	}
 }
 
 // record counts an answered request and writes its access log line.
-func (h *Handler) record(sm *slugMetrics, code int, start time.Time, method, target, proto, remote string, abort bool) {
-	d := time.Since(start)
+func (h *Handler) record(sm *slugMetrics, code int, d time.Duration, method, target, proto, remote string, abort bool) {
 	sm.count(code)
 	sm.duration.Observe(d.Seconds())
 	if h.opts.AccessLog { // copies: the fast front end's strings point into its read buffer

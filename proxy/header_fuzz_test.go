@@ -114,7 +114,7 @@ func FuzzHeaders(f *testing.F) {
 		sb.Reset()
 		bw.Reset(&sb)
 		ch := fc.clientHead()
-		if err := h.writeFields(bw, &ch, fc.fields); err != nil {
+		if err := h.writeFields(bw, &ch, fc.req.Fields); err != nil {
 			t.Fatal(err)
 		}
 		bw.WriteString("\r\n")

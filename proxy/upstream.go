@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"iter"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -50,6 +49,21 @@ type upstreamPool struct {
 	sweeping bool // a sweep timer is armed
 }
 
+// readDeadline remembers a connection's read deadline, so that setting one
+// close to the current one can be skipped: each SetReadDeadline is a timer
+// update, and a keep-alive connection would otherwise make two per request.
+type readDeadline struct{ t time.Time }
+
+// set sets c's read deadline to t, or leaves the current one when it is at most
+// a second earlier than t (timeouts here are seconds long). The zero t clears it.
+func (d *readDeadline) set(c net.Conn, t time.Time) {
+	if !t.IsZero() && !d.t.IsZero() && !d.t.After(t) && d.t.After(t.Add(-time.Second)) {
+		return
+	}
+	d.t = t
+	_ = c.SetReadDeadline(t)
+}
+
 // upConn is one connection to an instance with its buffers.
 type upConn struct {
 	pool      *upstreamPool
@@ -58,7 +72,8 @@ type upConn struct {
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	idleSince time.Time
-	reused    bool   // it served a request before this one
+	reused    bool // it served a request before this one
+	rdl       readDeadline
 	cancel    func() // expires the connection's deadlines: a cancelled request's blocked I/O returns
 	body      fastBody
 }
@@ -278,7 +293,7 @@ func (h *Handler) exchange(ctx context.Context, pc *upConn, r *http.Request, tar
 	}
 
 	if t := h.opts.ResponseHeaderTimeout; t > 0 {
-		_ = c.SetReadDeadline(time.Now().Add(t))
+		pc.rdl.set(c, time.Now().Add(t))
 	}
 	var resp *http.Response
 	var err error
@@ -314,7 +329,7 @@ func (h *Handler) exchange(ctx context.Context, pc *upConn, r *http.Request, tar
 	// the buffer (small responses): then nothing reads the connection before the
 	// next exchange sets its own deadline, and a timer update is saved.
 	if h.opts.ResponseHeaderTimeout > 0 && (resp.ContentLength < 0 || int64(pc.br.Buffered()) < resp.ContentLength || resp.Body == http.NoBody) {
-		_ = c.SetReadDeadline(time.Time{})
+		pc.rdl.set(c, time.Time{})
 		if ctx.Err() != nil {
 			_ = c.SetDeadline(aLongTimeAgo) // cancelled meanwhile: don't undo it
 		}
@@ -473,15 +488,13 @@ func (h *Handler) writeOutHeader(bw *bufio.Writer, r *http.Request) error {
 		hasXFP: len(in["X-Forwarded-Proto"]) > 0, hasXFH: len(in["X-Forwarded-Host"]) > 0,
 		remoteIP: remoteIP(r.RemoteAddr), host: r.Host, tls: r.TLS != nil,
 	}
-	return h.writeFields(bw, &ch, func(yield func(k, v string) bool) {
-		for k, vv := range in {
-			for _, v := range vv {
-				if !yield(k, v) {
-					return
-				}
-			}
+	fields := make([]wire.Field, 0, len(in)+2)
+	for k, vv := range in {
+		for _, v := range vv {
+			fields = append(fields, wire.Field{Name: k, Value: v})
 		}
-	})
+	}
+	return h.writeFields(bw, &ch, fields)
 }
 
 // clientHead is what the upstream request head takes from the client's request
@@ -498,45 +511,45 @@ type clientHead struct {
 // X-Forwarded-* and Forwarded fields are kept only from trusted proxies. Field
 // names are matched case-insensitively, so fields may come canonicalized
 // (net/http) or as sent (the fast front end).
-func (h *Handler) writeFields(bw *bufio.Writer, ch *clientHead, fields iter.Seq2[string, string]) error {
+func (h *Handler) writeFields(bw *bufio.Writer, ch *clientHead, fields []wire.Field) error {
 	trusted := h.trusted(ch.remoteIP)
 	keepProto := trusted && ch.hasXFP
 	keepHost := trusted && ch.hasXFH
 	var err error
 	ua := false
-	fields(func(k, v string) bool {
+	for _, f := range fields {
+		k, v := f.Name, f.Value
 		switch fieldKind(k) {
 		case fieldHop, fieldHost, fieldContentLength, fieldXFF:
-			return true
+			continue
 		case fieldUserAgent:
 			first := !ua
 			ua = true
 			if !first || v == "" {
-				return true // Transport sends the first one, if not empty
+				continue // Transport sends the first one, if not empty
 			}
 		case fieldXFP:
 			if !keepProto {
-				return true
+				continue
 			}
 		case fieldXFH:
 			if !keepHost {
-				return true
+				continue
 			}
 		case fieldForwarded:
 			if !trusted {
-				return true
+				continue
 			}
 		}
 		if len(ch.conn) > 0 && wire.HasToken(ch.conn, k) {
-			return true
+			continue
 		}
 		if !httpguts.ValidHeaderFieldName(k) {
 			err = fmt.Errorf("invalid request header field name %q", k)
-			return false
+			break
 		}
 		writeField(bw, k, v)
-		return true
-	})
+	}
 	if err != nil {
 		return err
 	}
