@@ -189,7 +189,8 @@ func (fc *frontConn) finish() {
 // false when the connection is done: closed, timed out, or handed off.
 func (fc *frontConn) readHead() bool {
 	o := &fc.f.h.opts
-	for waited := false; ; waited = true {
+	headDeadline := false
+	for {
 		if fc.r < fc.w {
 			n, err := wire.ParseRequest(fc.buf[fc.r:fc.w], o.MaxHeaderBytes, &fc.req)
 			if err == nil {
@@ -201,16 +202,19 @@ func (fc *frontConn) readHead() bool {
 				return false
 			}
 		}
-		if fc.r == fc.w {
-			fc.r, fc.w = 0, 0
-		}
 		switch {
-		case fc.r == fc.w && fc.served > 0: // between requests
-			fc.rdl.set(fc.c, fc.now.Add(o.IdleTimeout)) // fc.now: the last response's end
+		case fc.r == fc.w: // waiting for a request: idle (shutdown may close it)
+			fc.r, fc.w = 0, 0
+			if fc.served > 0 {
+				fc.rdl.set(fc.c, fc.now.Add(o.IdleTimeout)) // fc.now: the last response's end
+			} else {
+				fc.rdl.set(fc.c, time.Now().Add(o.ReadHeaderTimeout))
+			}
 			if !fc.state.CompareAndSwap(connActive, connIdle) {
 				return false
 			}
-		case !waited || fc.r == fc.w: // a new connection, or a head begun
+		case !headDeadline: // a head begun: it must end in time (slowloris)
+			headDeadline = true
 			fc.rdl.set(fc.c, time.Now().Add(o.ReadHeaderTimeout))
 		}
 		if !fc.fill(o.MaxHeaderBytes + 1) {

@@ -361,3 +361,75 @@ func TestFrontWatcherKeepsPipelinedBytes(t *testing.T) {
 		t.Fatal("the instance's request was not cancelled when the client went away")
 	}
 }
+
+func TestFrontReadHeaderTimeoutOnKeepAliveConnections(t *testing.T) {
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(be.Close)
+	h := NewHandler(Options{ReadHeaderTimeout: 300 * time.Millisecond})
+	h.SetTable(table("s", be.URL))
+	c := dialRaw(t, behindFront(t, h))
+	c.send("GET /s/a HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, _ := c.read("GET"); resp.StatusCode != 200 {
+		t.Fatalf("first request: %d", resp.StatusCode)
+	}
+	// Idle is fine (the idle timeout is long); a head begun must end in time.
+	time.Sleep(500 * time.Millisecond)
+	start := time.Now()
+	c.send("GET /s/b HTTP/1.1\r\nHo")
+	if _, err := c.br.ReadByte(); err == nil {
+		t.Fatal("the connection answered a head that never ended")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("a slow head held the connection for %v; the read-header timeout is 300ms", d)
+	}
+}
+
+func TestFrontShutdownClosesIdleAndDrainsActive(t *testing.T) {
+	release := make(chan struct{})
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/s/slow" {
+			<-release
+		}
+		_, _ = io.WriteString(w, "done")
+	}))
+	t.Cleanup(be.Close)
+	h := NewHandler(Options{})
+	h.SetTable(table("s", be.URL))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fe := newFront(h, newChanListener(ln.Addr()))
+	go func() { _ = fe.serve(ln) }()
+	url := "http://" + ln.Addr().String()
+
+	silent := dialRaw(t, url) // connected, never sends: idle
+	kept := dialRaw(t, url)   // one request done: idle between requests
+	kept.send("GET /s/a HTTP/1.1\r\nHost: x\r\n\r\n")
+	kept.read("GET")
+	busy := dialRaw(t, url) // a request in flight: drained
+	busy.send("GET /s/slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(50 * time.Millisecond)
+
+	ln.Close()
+	stopped := make(chan error, 1)
+	go func() { stopped <- fe.shutdown(make(chan struct{})) }()
+	for _, c := range []*rawConn{silent, kept} {
+		if _, err := c.br.ReadByte(); err == nil {
+			t.Fatal("an idle connection was not closed by shutdown")
+		}
+	}
+	select {
+	case err := <-stopped:
+		t.Fatalf("shutdown returned (%v) with a request in flight", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	resp, body := busy.read("GET")
+	if resp.StatusCode != 200 || body != "done" || !resp.Close {
+		t.Fatalf("request in flight at shutdown: %d %q close %v; want it answered, with Connection: close", resp.StatusCode, body, resp.Close)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+}
