@@ -433,3 +433,38 @@ func TestFrontShutdownClosesIdleAndDrainsActive(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestFrontRelaysBodiesOfEverySize(t *testing.T) {
+	pattern := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte('a' + i%26)
+		}
+		return string(b)
+	}
+	be, conns := countingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		var n int
+		fmt.Sscan(strings.TrimPrefix(r.URL.Path, "/s/"), &n)
+		if r.URL.Query().Has("chunked") {
+			w.(http.Flusher).Flush() // no Content-Length: chunked
+		} else {
+			w.Header().Set("Content-Length", fmt.Sprint(n))
+		}
+		_, _ = io.WriteString(w, pattern(n))
+	})
+	h := NewHandler(Options{})
+	h.SetTable(table("s", be.URL))
+	c := dialRaw(t, behindFront(t, h))
+	for _, n := range []int{0, 1, 16<<10 - 1, 16 << 10, 16<<10 + 1, 32 << 10, 100 << 10, 1 << 20} {
+		for _, q := range []string{"", "?chunked"} {
+			c.send(fmt.Sprintf("GET /s/%d%s HTTP/1.1\r\nHost: x\r\n\r\n", n, q))
+			resp, body := c.read("GET")
+			if resp.StatusCode != 200 || body != pattern(n) {
+				t.Fatalf("%d bytes%s: %d, %d bytes back (equal: %v)", n, q, resp.StatusCode, len(body), body == pattern(n))
+			}
+		}
+	}
+	if got := conns.Load(); got != 1 {
+		t.Fatalf("the instance got %d connections; want 1 (reused after every body)", got)
+	}
+}
