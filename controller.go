@@ -36,6 +36,7 @@ func runController(args []string) error {
 	fs.StringVar(&reservedSlugs, "reserved-slugs", strings.Join(registry.DefaultReservedSlugs, ","), "comma-separated slugs nobody may claim")
 	fs.StringVar(&controllerUsers, "controller-users", "", "comma-separated extra usernames treated as the controller (its own identity is found with a SelfSubjectReview)")
 	fs.DurationVar(&o.HeartbeatRefresh, "heartbeat-refresh", 30*time.Second, "how stale status.lastHeartbeat may get before a successful probe rewrites it (the write budget)")
+	fs.Float64Var(&o.MaxHeartbeatWrites, "max-heartbeat-writes", manager.DefaultMaxHeartbeatWrites, "lastHeartbeat refreshes per second across all instances at most: with more instances than this × --heartbeat-refresh, the refresh interval stretches to instances ÷ this (-1: no bound)")
 	fs.DurationVar(&o.ExpireAfter, "expire-unreachable-after", 0, "delete instances Unreachable for this long (0: never, the default)")
 	fs.IntVar(&o.ProbeConcurrency, "probe-concurrency", 64, "maximum health probes in flight")
 	fs.IntVar(&o.Reconcilers, "max-concurrent-reconciles", 4, "Instance reconciles run in parallel")
@@ -64,7 +65,7 @@ func runController(args []string) error {
 	if err != nil {
 		return err
 	}
-	ctrl.Log.WithName("setup").Info("starting controller", "version", version, "webhooks", !o.DisableWebhooks, "heartbeatRefresh", o.HeartbeatRefresh)
+	ctrl.Log.WithName("setup").Info("starting controller", "version", version, "webhooks", !o.DisableWebhooks, "heartbeatRefresh", o.HeartbeatRefresh, "maxHeartbeatWrites", o.MaxHeartbeatWrites)
 	return mgr.Start(ctx)
 }
 

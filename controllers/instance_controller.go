@@ -43,8 +43,6 @@ type InstanceReconciler struct {
 	// Events carries the Monitor's notifications into the controller's queue.
 	Events chan event.TypedGenericEvent[*slugwayv1.Instance]
 
-	// HeartbeatRefresh is how stale status.lastHeartbeat may get before a successful probe rewrites it.
-	HeartbeatRefresh time.Duration
 	// ExpireAfter deletes instances that have been Unreachable this long. Zero disables it.
 	ExpireAfter time.Duration
 	// Now is the clock; tests replace it.
@@ -190,7 +188,7 @@ func (r *InstanceReconciler) health(inst *slugwayv1.Instance, now time.Time) (he
 		last := inst.Status.LastHeartbeat
 		// A transition carries the heartbeat along. Routine refreshes are the
 		// HeartbeatWriter's; this only catches one that is long overdue (its write failed).
-		if last == nil || hv.health != inst.Status.Status || st.LastSuccess.Sub(last.Time) >= 2*r.HeartbeatRefresh {
+		if last == nil || hv.health != inst.Status.Status || st.LastSuccess.Sub(last.Time) >= 2*r.Monitor.RefreshInterval() {
 			t := metav1.NewTime(st.LastSuccess.Truncate(time.Second))
 			hv.heartbeat = &t
 		}

@@ -196,11 +196,12 @@ func TestWriteBudget(t *testing.T) {
 	hc := fastCheck()
 	hc.Interval, hc.Timeout, hc.DegradedAfter, hc.UnhealthyThreshold = ms(200*time.Millisecond), ms(150*time.Millisecond), ms(150*time.Millisecond), 5
 
-	measure := func(refresh, window time.Duration) (writes, probes int64) {
+	measure := func(refresh, window time.Duration, budget float64) (writes, probes int64) {
 		t.Helper()
 		stopCh := make(chan struct{})
 		o := env.ControllerOptions()
 		o.HeartbeatRefresh = refresh
+		o.MaxHeartbeatWrites = budget
 		stop, err := env.StartController(o)
 		if err != nil {
 			t.Fatal(err)
@@ -247,7 +248,7 @@ func TestWriteBudget(t *testing.T) {
 	}
 
 	// Refresh every 2s over a 5s window: about 2.5 writes per instance, against about 25 probes.
-	writes, probes := measure(2*time.Second, 5*time.Second)
+	writes, probes := measure(2*time.Second, 5*time.Second, 0)
 	t.Logf("refresh 2s: %d status writes and %d probes for %d healthy instances in 5s", writes, probes, n)
 	if writes > n*(5/2+1) {
 		t.Errorf("%d writes for %d instances in 5s with a 2s refresh: more than one per refresh", writes, n)
@@ -260,7 +261,15 @@ func TestWriteBudget(t *testing.T) {
 	}
 
 	// A long refresh: nothing changes, so nothing is written.
-	writes, probes = measure(time.Hour, 3*time.Second)
+	// A write budget of 2/s for 10 instances stretches a 1s refresh to 5s: about
+	// 10 writes in 5s instead of about 50.
+	writes, _ = measure(time.Second, 5*time.Second, 2)
+	t.Logf("refresh 1s, at most 2 writes/s: %d status writes in 5s", writes)
+	if writes > 2*5+n {
+		t.Errorf("%d writes in 5s under a budget of 2/s", writes)
+	}
+
+	writes, probes = measure(time.Hour, 3*time.Second, 0)
 	t.Logf("refresh 1h: %d status writes and %d probes in 3s", writes, probes)
 	if writes != 0 {
 		t.Errorf("%d status writes while nothing changed", writes)

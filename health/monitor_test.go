@@ -120,3 +120,31 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestMonitorRefreshBudget: MaxRefreshRate stretches the refresh interval to
+// instances ÷ rate, so that many instances cannot refresh faster than the budget.
+func TestMonitorRefreshBudget(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	var refreshes atomic.Int64
+	m := NewMonitor[int](NewProber(nil), 4, 100*time.Millisecond, func(int) {})
+	m.Refreshed = func(int, time.Time) { refreshes.Add(1) }
+	m.MaxRefreshRate = 20 // 10 instances: one refresh per instance per 500ms, not per 100ms
+	if got := m.RefreshInterval(); got != 100*time.Millisecond {
+		t.Fatalf("no instances: interval %v, want the configured 100ms", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = m.Start(ctx) }()
+	for i := range 10 {
+		m.Ensure(i, Spec{Target: Target{Kind: KindHTTP, URL: srv.URL, Timeout: time.Second}, Interval: 10 * time.Millisecond, Thresholds: Thresholds{Healthy: 1, Unhealthy: 1}})
+	}
+	if got := m.RefreshInterval(); got != 500*time.Millisecond {
+		t.Fatalf("10 instances at 20/s: interval %v, want 500ms", got)
+	}
+	time.Sleep(2 * time.Second)
+	// 2s at 20/s is 40 at most (plus one round in flight); without the budget it would be ~200.
+	if n := refreshes.Load(); n > 50 || n < 10 {
+		t.Fatalf("%d refreshes in 2s for 10 instances at a budget of 20/s; want about 40", n)
+	}
+}

@@ -52,7 +52,10 @@ type Options struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	HeartbeatRefresh time.Duration
-	ExpireAfter      time.Duration
+	// MaxHeartbeatWrites bounds lastHeartbeat refreshes per second across all
+	// instances (the refresh interval stretches to fit). 0 means 50; negative, no bound.
+	MaxHeartbeatWrites float64
+	ExpireAfter        time.Duration
 	// SkipNameValidation lets one process build several managers (tests do).
 	SkipNameValidation bool
 	ProbeConcurrency   int
@@ -60,6 +63,10 @@ type Options struct {
 	// HeartbeatWriters patch lastHeartbeat refreshes in parallel, off the reconcile queue.
 	HeartbeatWriters int
 }
+
+// DefaultMaxHeartbeatWrites is the default bound on lastHeartbeat refreshes per
+// second: up to 1,500 instances refresh every 30s, 10,000 every 200s.
+const DefaultMaxHeartbeatWrites = 50
 
 // Scheme returns a scheme with the core Kubernetes types and slugway's.
 func Scheme() *runtime.Scheme {
@@ -107,12 +114,17 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 	}
 
 	ir := &controllers.InstanceReconciler{
-		Client:           mgr.GetClient(),
-		Recorder:         mgr.GetEventRecorder("slugway-controller"),
-		HeartbeatRefresh: o.HeartbeatRefresh,
-		ExpireAfter:      o.ExpireAfter,
+		Client:      mgr.GetClient(),
+		Recorder:    mgr.GetEventRecorder("slugway-controller"),
+		ExpireAfter: o.ExpireAfter,
 	}
 	ir.Monitor = health.NewMonitor[types.NamespacedName](health.NewProber(o.Dial), max(o.ProbeConcurrency, 1), o.HeartbeatRefresh, ir.NotifyFunc(ctx))
+	switch {
+	case o.MaxHeartbeatWrites == 0:
+		ir.Monitor.MaxRefreshRate = DefaultMaxHeartbeatWrites
+	case o.MaxHeartbeatWrites > 0:
+		ir.Monitor.MaxRefreshRate = o.MaxHeartbeatWrites
+	}
 	hw := controllers.NewHeartbeatWriter(mgr.GetClient(), o.HeartbeatWriters)
 	ir.Monitor.Refreshed = hw.Enqueue
 	for _, r := range []ctrlmanager.Runnable{ir.Monitor, hw} {

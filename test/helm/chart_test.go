@@ -87,7 +87,7 @@ func TestTemplateDefaults(t *testing.T) {
 	c := ctrl.Spec.Template.Spec.Containers[0]
 	for _, arg := range []string{"controller", "--leader-elect=true", "--admin-groups=system:masters,slugway:admins",
 		"--webhook-port=9443", "--metrics-bind-address=:8081", "--health-probe-bind-address=:8082",
-		"--reserved-slugs=healthz,readyz,metrics,slugway", "--heartbeat-refresh=30s"} {
+		"--reserved-slugs=healthz,readyz,metrics,slugway", "--heartbeat-refresh=30s", "--max-heartbeat-writes=50"} {
 		if !slices.Contains(c.Args, arg) {
 			t.Errorf("controller args %v lack %q", c.Args, arg)
 		}
