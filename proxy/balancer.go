@@ -110,6 +110,27 @@ func (r *liveRoute) pick(policy string, tried []*backend) *backend {
 	return leastLoaded(bs, func(b *backend) bool { return !contains(tried, b) })
 }
 
+// tryEach calls try with one backend per attempt, picked by the policy and never
+// one already tried, counted in flight while try runs, until try reports that
+// there is nothing to try again, or every backend was tried.
+func (r *liveRoute) tryEach(policy string, try func(b *backend, attempt int) (again bool)) {
+	var triedBuf [8]*backend
+	tried := triedBuf[:0]
+	for attempt := 0; ; attempt++ {
+		b := r.pick(policy, tried)
+		if b == nil {
+			return
+		}
+		tried = append(tried, b)
+		b.inflight.Add(1)
+		again := try(b, attempt)
+		b.inflight.Add(-1)
+		if !again {
+			return
+		}
+	}
+}
+
 func leastLoaded(bs []*backend, ok func(*backend) bool) *backend {
 	var best *backend
 	for _, b := range bs {

@@ -37,16 +37,9 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rt *liveRoute,
 	var out *http.Request // for the Transport, built when first needed
 	var u *url.URL
 
-	var triedBuf [8]*backend
-	tried := triedBuf[:0]
 	var kind errKind
-	for attempt := 0; ; attempt++ {
-		b := rt.pick(h.opts.LBPolicy, tried)
-		if b == nil {
-			break
-		}
-		tried = append(tried, b)
-		b.inflight.Add(1)
+	code, abort, done := 0, false, false
+	rt.tryEach(h.opts.LBPolicy, func(b *backend, attempt int) (again bool) {
 		var resp *http.Response
 		var err error
 		if fastPathOK(r, b, upgrade, path, query) {
@@ -77,25 +70,28 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, rt *liveRoute,
 		}
 		if err == nil {
 			b.succeeded()
-			code, abort := h.respond(w, r, resp, upgrade)
-			b.inflight.Add(-1)
-			return code, abort
+			code, abort = h.respond(w, r, resp, upgrade) // still counted in flight
+			done = true
+			return false
 		}
-		b.inflight.Add(-1)
-
 		kind = classify(r, err)
+		done = true
 		switch kind {
 		case errClient:
-			return codeClientGone, false
+			code = codeClientGone
 		case errBodyTooLarge:
-			return writeError(w, http.StatusRequestEntityTooLarge, "request body too large", rt.slug), false
+			code = writeError(w, http.StatusRequestEntityTooLarge, "request body too large", rt.slug)
 		case errBody:
-			return writeError(w, http.StatusBadRequest, "reading the request body failed", rt.slug), false
+			code = writeError(w, http.StatusBadRequest, "reading the request body failed", rt.slug)
+		default:
+			done = false
+			replayable := (body == nil || !body.touched.Load()) && ctx.Err() == nil
+			return h.failed(rt, b, kind, attempt, err, replayable, idempotent(r.Method, r.Header))
 		}
-		replayable := (body == nil || !body.touched.Load()) && ctx.Err() == nil
-		if !h.failed(rt, b, kind, attempt, err, replayable, idempotent(r.Method, r.Header)) {
-			break
-		}
+		return false
+	})
+	if done {
+		return code, abort
 	}
 	if kind == errTimeout {
 		return writeError(w, http.StatusGatewayTimeout, "upstream timed out", rt.slug), false

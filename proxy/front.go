@@ -336,37 +336,31 @@ func (fc *frontConn) handoff(why string) {
 // safe, and relays the response. abort: the connection must be closed.
 func (fc *frontConn) forward(rt *liveRoute, path, query string, hasQuery bool, body []byte) (code int, abort bool) {
 	h := fc.f.h
-	var triedBuf [8]*backend
-	tried := triedBuf[:0]
 	var kind errKind
-	for attempt := 0; ; attempt++ {
-		b := rt.pick(h.opts.LBPolicy, tried)
-		if b == nil {
-			break
-		}
-		tried = append(tried, b)
-		b.inflight.Add(1)
+	done := false
+	rt.tryEach(h.opts.LBPolicy, func(b *backend, attempt int) (again bool) {
 		var started bool // the response began: it cannot be replaced by another
 		err := b.pool.attempt(bgCtx, body == nil && fc.idem, func(pc *upConn) (err error) {
 			code, started, err = fc.exchange(pc, b.ep.Prefix, path, query, hasQuery, body)
 			return err
 		})
-		b.inflight.Add(-1)
-		if err == nil {
+		switch {
+		case err == nil:
 			b.succeeded()
-			return code, false
-		}
-		if fc.gone.Load() || errors.Is(err, errClientWrite) {
-			return codeClientGone, true
-		}
-		if started {
+			done = true
+		case fc.gone.Load() || errors.Is(err, errClientWrite):
+			code, abort, done = codeClientGone, true, true
+		case started:
 			h.log.V(1).Info("response body broke", "slug", rt.slug, "error", err.Error())
-			return code, true
+			abort, done = true, true
+		default:
+			kind = classifyErr(err)
+			return h.failed(rt, b, kind, attempt, err, body == nil || kind == errDial, fc.idem)
 		}
-		kind = classifyErr(err)
-		if !h.failed(rt, b, kind, attempt, err, body == nil || kind == errDial, fc.idem) {
-			break
-		}
+		return false
+	})
+	if done {
+		return code, abort
 	}
 	if kind == errTimeout {
 		return fc.writeError(504, "upstream timed out", rt.slug), false

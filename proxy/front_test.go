@@ -468,3 +468,90 @@ func TestFrontRelaysBodiesOfEverySize(t *testing.T) {
 		t.Fatalf("the instance got %d connections; want 1 (reused after every body)", got)
 	}
 }
+
+// minimalOrigin answers every request with a fixed response and allocates nothing per request.
+func minimalOrigin(t testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nDate: Sun, 29 Nov 2026 00:00:00 GMT\r\nContent-Length: 2\r\n\r\nok")
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				var buf [4096]byte
+				n := 0
+				for {
+					m, err := c.Read(buf[n:])
+					if err != nil {
+						return
+					}
+					n += m
+					if n >= 4 && string(buf[n-4:n]) == "\r\n\r\n" {
+						n = 0
+						if _, err := c.Write(resp); err != nil {
+							return
+						}
+					}
+				}
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+// roundTripper sends a fixed GET on one connection and reads the response, allocating nothing.
+func roundTripper(t testing.TB, url string) func() {
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	req := []byte("GET /s/hello?x=1 HTTP/1.1\r\nHost: bench\r\nUser-Agent: test\r\nAccept: */*\r\n\r\n")
+	var buf [4096]byte
+	return func() {
+		if _, err := c.Write(req); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for n < 6 || string(buf[n-6:n]) != "\r\n\r\nok" {
+			m, err := c.Read(buf[n:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += m
+		}
+	}
+}
+
+func TestFrontAllocatesNothingPerRequest(t *testing.T) {
+	h := NewHandler(Options{})
+	h.SetTable(table("s", minimalOrigin(t)))
+	rt := roundTripper(t, behindFront(t, h))
+	for range 100 {
+		rt() // warm: buffers, pools, timers, metric series
+	}
+	// Counts every goroutine's allocations: the client's and the origin's are none.
+	if a := testing.AllocsPerRun(2000, rt); a > 0.05 {
+		t.Fatalf("%.2f allocations per proxied request; want none", a)
+	}
+}
+
+// BenchmarkFront is one client connection through the front end to an origin
+// that does nothing, all in this process: the front end's cost per request
+// plus two loopback round trips.
+func BenchmarkFront(b *testing.B) {
+	h := NewHandler(Options{})
+	h.SetTable(table("s", minimalOrigin(b)))
+	rt := roundTripper(b, behindFront(b, h))
+	b.ReportAllocs()
+	for b.Loop() {
+		rt()
+	}
+}

@@ -591,61 +591,24 @@ const (
 	fieldForwarded
 )
 
+// specialFields are the header fields the proxy treats specially, by kind.
+var specialFields = [...]struct {
+	name string
+	kind int
+}{
+	{"connection", fieldHop}, {"proxy-connection", fieldHop}, {"keep-alive", fieldHop},
+	{"proxy-authenticate", fieldHop}, {"proxy-authorization", fieldHop}, {"te", fieldHop},
+	{"trailer", fieldHop}, {"transfer-encoding", fieldHop}, {"upgrade", fieldHop},
+	{"host", fieldHost}, {"content-length", fieldContentLength}, {"user-agent", fieldUserAgent},
+	{"x-forwarded-for", fieldXFF}, {"x-forwarded-proto", fieldXFP}, {"x-forwarded-host", fieldXFH},
+	{"forwarded", fieldForwarded},
+}
+
 // fieldKind classifies a header field name, case-insensitively.
 func fieldKind(k string) int {
-	switch len(k) {
-	case 2:
-		if wire.EqualFold(k, "te") {
-			return fieldHop
-		}
-	case 4:
-		if wire.EqualFold(k, "host") {
-			return fieldHost
-		}
-	case 7:
-		if wire.EqualFold(k, "trailer") || wire.EqualFold(k, "upgrade") {
-			return fieldHop
-		}
-	case 9:
-		if wire.EqualFold(k, "forwarded") {
-			return fieldForwarded
-		}
-	case 10:
-		if wire.EqualFold(k, "connection") || wire.EqualFold(k, "keep-alive") {
-			return fieldHop
-		}
-		if wire.EqualFold(k, "user-agent") {
-			return fieldUserAgent
-		}
-	case 14:
-		if wire.EqualFold(k, "content-length") {
-			return fieldContentLength
-		}
-	case 15:
-		if wire.EqualFold(k, "x-forwarded-for") {
-			return fieldXFF
-		}
-	case 16:
-		if wire.EqualFold(k, "proxy-connection") {
-			return fieldHop
-		}
-		if wire.EqualFold(k, "x-forwarded-host") {
-			return fieldXFH
-		}
-	case 17:
-		if wire.EqualFold(k, "transfer-encoding") {
-			return fieldHop
-		}
-		if wire.EqualFold(k, "x-forwarded-proto") {
-			return fieldXFP
-		}
-	case 18:
-		if wire.EqualFold(k, "proxy-authenticate") {
-			return fieldHop
-		}
-	case 19:
-		if wire.EqualFold(k, "proxy-authorization") {
-			return fieldHop
+	for _, f := range specialFields {
+		if len(f.name) == len(k) && wire.EqualFold(k, f.name) {
+			return f.kind
 		}
 	}
 	return fieldOther
