@@ -488,7 +488,8 @@ func (h *Handler) writeOutHeader(bw *bufio.Writer, r *http.Request) error {
 		hasXFP: len(in["X-Forwarded-Proto"]) > 0, hasXFH: len(in["X-Forwarded-Host"]) > 0,
 		remoteIP: remoteIP(r.RemoteAddr), host: r.Host, tls: r.TLS != nil,
 	}
-	fields := make([]wire.Field, 0, len(in)+2)
+	var arr [24]wire.Field // on the stack for up to 24 field lines
+	fields := arr[:0]
 	for k, vv := range in {
 		for _, v := range vv {
 			fields = append(fields, wire.Field{Name: k, Value: v})
