@@ -64,7 +64,7 @@ func (f *front) serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
-		fc := &frontConn{f: f, c: c, buf: make([]byte, 4<<10), watchDone: make(chan struct{}, 1)}
+		fc := &frontConn{f: f, c: c, buf: make([]byte, 4<<10), watchDone: make(chan struct{}, 1)} // as net/http: 4 KiB to read heads
 		fc.remote = c.RemoteAddr().String()
 		fc.remoteIP = remoteIP(fc.remote)
 		fc.state.Store(connActive)
@@ -290,6 +290,9 @@ func (fc *frontConn) serveOne() bool {
 	fc.now = time.Now()
 	h.record(rt.m, code, fc.now.Sub(start), fc.req.Method, fc.req.Target, "HTTP/1.1", fc.remote, abort)
 	fc.r += fc.head + max(int(cl), 0)
+	if fc.r == fc.w && len(fc.buf) > 4<<10 {
+		fc.buf, fc.r, fc.w = make([]byte, 4<<10), 0, 0 // a large head or body: don't keep its buffer while idle
+	}
 	return !abort
 }
 

@@ -129,10 +129,20 @@ func (fc *frontConn) relay(pc *upConn) (code int, started bool, err error) {
 					return code, started, cerr
 				}
 			}
-			if len(out) > 0 || !started {
-				out = append(out, p[:take]...) // the head's write carries it
-			} else if _, werr := fc.c.Write(p[:take]); werr != nil {
-				return code, true, errClientWrite
+			if len(out)+take <= maxCoalesce {
+				out = append(out, p[:take]...) // one write with the head
+			} else {
+				if len(out) > 0 {
+					_, werr := fc.c.Write(out)
+					fc.out, out, started = out[:0], out[:0], true
+					if werr != nil {
+						return code, true, errClientWrite
+					}
+				}
+				started = true
+				if _, werr := fc.c.Write(p[:take]); werr != nil {
+					return code, true, errClientWrite
+				}
 			}
 			_, _ = br.Discard(take)
 		}
@@ -181,6 +191,10 @@ func (fc *frontConn) relay(pc *upConn) (code int, started bool, err error) {
 	}
 	return code, started, nil
 }
+
+// maxCoalesce bounds what is copied behind the response head into one write
+// (and so the per-connection output buffer); larger pieces are written as they are.
+const maxCoalesce = 8 << 10
 
 // bigRead is the body size from which the relay reads into a 32 KiB buffer
 // rather than through the connection's 16 KiB one.
