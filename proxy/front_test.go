@@ -471,39 +471,24 @@ func TestFrontRelaysBodiesOfEverySize(t *testing.T) {
 
 // minimalOrigin answers every request with a fixed response and allocates nothing per request.
 func minimalOrigin(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nDate: Sun, 29 Nov 2026 00:00:00 GMT\r\nContent-Length: 2\r\n\r\nok")
-	go func() {
+	return rawOrigin(t, func(c net.Conn, _ *bufio.Reader) {
+		var buf [4096]byte
+		n := 0
 		for {
-			c, err := ln.Accept()
+			m, err := c.Read(buf[n:])
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				var buf [4096]byte
-				n := 0
-				for {
-					m, err := c.Read(buf[n:])
-					if err != nil {
-						return
-					}
-					n += m
-					if n >= 4 && string(buf[n-4:n]) == "\r\n\r\n" {
-						n = 0
-						if _, err := c.Write(resp); err != nil {
-							return
-						}
-					}
+			n += m
+			if n >= 4 && string(buf[n-4:n]) == "\r\n\r\n" {
+				n = 0
+				if _, err := c.Write(resp); err != nil {
+					return
 				}
-			}()
+			}
 		}
-	}()
-	return "http://" + ln.Addr().String()
+	})
 }
 
 // roundTripper sends a fixed GET on one connection and reads the response, allocating nothing.

@@ -126,7 +126,7 @@ func TestFastPathConnectionClose(t *testing.T) {
 }
 
 // rawOrigin serves each connection with fn (for responses net/http's server won't produce).
-func rawOrigin(t *testing.T, fn func(c net.Conn, br *bufio.Reader)) string {
+func rawOrigin(t testing.TB, fn func(c net.Conn, br *bufio.Reader)) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
