@@ -252,6 +252,9 @@ func (fc *frontConn) appendResponseHead(out, head []byte, mode int) []byte {
 	line = bytes.TrimSuffix(line, []byte{'\r'})
 	out = append(out, "HTTP/1.1"...)
 	out = append(out, line[8:]...)
+	if len(line) == 12 {
+		out = append(out, ' ') // "HTTP/1.1 200" without a reason: the SP before it is not optional
+	}
 	out = append(out, "\r\n"...)
 	hasDate := false
 	for _, f := range resp.Fields {
