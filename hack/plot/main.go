@@ -20,57 +20,16 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/slugway/slugway/hack/scale/scaleresult"
 )
 
-// run is the part of hack/scale's result the plot uses.
-type run struct {
-	Date                 string  `json:"date"`
-	Machine              string  `json:"machine"`
-	Instances            int     `json:"instances"`
-	HeartbeatRefresh     string  `json:"heartbeatRefresh"`
-	Healthy              int     `json:"healthy"`
-	TimeToHealthySeconds float64 `json:"timeToHealthySeconds"`
-	ControllerRSSPeakMiB float64 `json:"controllerRSSPeakMiB"`
-	ProxyRSSPeakMiB      float64 `json:"proxyRSSPeakMiB"`
-	Slugs                int     `json:"slugs"`
-	ControllerArgs       string  `json:"controllerArgs"`
-	CreatesPerSecond     float64 `json:"createsPerSecond"`
-	QueueDepthPeak       float64 `json:"queueDepthPeak"`
-	Steady               *steady `json:"steady"`
-	PropagationQuiet     *prop   `json:"propagationQuiet"`
-	PropagationChurn     *prop   `json:"propagationChurn"`
-}
-
-type steady struct {
-	InstanceWritesPerMin       float64            `json:"instanceWritesPerMin"`
-	WritesPerInstancePer30s    float64            `json:"writesPerInstancePer30s"`
-	ServiceAccountWritesPerMin float64            `json:"serviceAccountWritesPerMin"`
-	ProbesPerSecond            float64            `json:"probesPerSecond"`
-	APIServerReqPerSec         float64            `json:"apiserverReqPerSec"`
-	APIServerSlugwayReqPerSec  float64            `json:"apiserverSlugwayReqPerSec"`
-	ControllerRSSMiB           float64            `json:"controllerRSSMiB"`
-	ProxyRSSMiB                float64            `json:"proxyRSSMiB"`
-	ReconcilesPerSec           float64            `json:"reconcilesPerSec"`
-	QueueDepthEnd              float64            `json:"queueDepthEnd"`
-	QueueWait                  latency            `json:"queueWait"`
-	Reconcile                  latency            `json:"reconcile"`
-	CPUCores                   map[string]float64 `json:"cpuCores"`
-}
-
-type latency struct {
-	P50 float64 `json:"p50"`
-	P99 float64 `json:"p99"`
-}
-
-type prop struct {
-	N                 int     `json:"n"`
-	Missed            int     `json:"missed"`
-	P50               float64 `json:"p50"`
-	P99               float64 `json:"p99"`
-	WriteP50          float64 `json:"writeP50"`
-	ChurnWritesPerSec float64 `json:"churnWritesPerSec"`
-	ProxyCPUCores     float64 `json:"proxyCPUCores"`
-}
+// The results hack/scale wrote (package scaleresult).
+type (
+	run    = scaleresult.Result
+	steady = scaleresult.Steady
+	prop   = scaleresult.Prop
+)
 
 func main() {
 	out := flag.String("o", "docs/scale.png", "PNG to write")

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/slugway/slugway/hack/scale/scaleresult"
+
 	"image/png"
 	"os"
 	"path/filepath"
@@ -42,7 +44,8 @@ func sampleRuns() []run {
 	for _, n := range []int{100, 1000, 10000} {
 		r := run{Date: "2026-11-29T00:00:00Z", Machine: "test, 2 CPUs", Instances: n, HeartbeatRefresh: "30s", Healthy: n,
 			TimeToHealthySeconds: float64(n) / 50, ControllerRSSPeakMiB: 40 + float64(n)/100, ProxyRSSPeakMiB: 30 + float64(n)/200}
-		r.Steady = &steady{InstanceWritesPerMin: float64(n) * 2, ProbesPerSecond: float64(n) / 10, APIServerReqPerSec: float64(n) / 25, APIServerSlugwayReqPerSec: float64(n) / 30}
+		r.Steady = &steady{InstanceWritesPerMin: float64(n) * 2, ProbesPerSecond: float64(n) / 10,
+			Phase: scaleresult.Phase{APIServerReqPerSec: float64(n) / 25, APIServerSlugwayReqPerSec: float64(n) / 30}}
 		r.PropagationQuiet = &prop{N: 60, P50: 0.02, P99: 0.05}
 		runs = append(runs, r)
 	}

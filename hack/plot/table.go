@@ -25,10 +25,7 @@ func tables(runs []run) string {
 		if s == nil {
 			s = &steady{}
 		}
-		tth := fmt.Sprintf("%.1f s", r.TimeToHealthySeconds)
-		if r.Healthy < r.Instances {
-			tth = fmt.Sprintf("> %.0f s (%d Healthy)", r.TimeToHealthySeconds, r.Healthy)
-		}
+		tth := r.TimeToHealthy()
 		fmt.Fprintf(&b, "| %d (%d) | %s | %s | %s | %.0f | %.2f | %.0f | %.1f (%.1f) | %.0f MiB | %.0f MiB | %.0f / %.0f | %s / %s | %s |\n",
 			r.Instances, r.Slugs, r.HeartbeatRefresh, extraFlags(r.ControllerArgs), tth,
 			s.InstanceWritesPerMin, s.WritesPerInstancePer30s, s.ProbesPerSecond,

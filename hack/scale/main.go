@@ -52,6 +52,7 @@ import (
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
+	"github.com/slugway/slugway/hack/scale/scaleresult"
 	"github.com/slugway/slugway/internal/proc"
 	"github.com/slugway/slugway/internal/testenv"
 	"github.com/slugway/slugway/manager"
@@ -119,7 +120,7 @@ func main() {
 			}
 		}
 		fmt.Println(string(b))
-		fmt.Println(res.markdown())
+		fmt.Println(res.Markdown())
 	}
 	if err != nil {
 		fail(err)
@@ -369,7 +370,7 @@ func run(c config) (*result, error) {
 		ctlB, apiB, cpuB := scrapeCtl(), scrapeAPI(), cpu()
 		pwg.Wait()
 		st := &steady{}
-		st.phase = measurePhase(ctlA, ctlB, apiA, apiB, cpuA, cpuB, secs)
+		st.Phase = measurePhase(ctlA, ctlB, apiA, apiB, cpuA, cpuB, secs)
 		st.InstanceWritesPerMin = float64(tr.instWrites.Load()-iw0) / secs * 60
 		st.ServiceAccountWritesPerMin = float64(tr.saWrites.Load()-sw0) / secs * 60
 		st.WritesPerInstancePer30s = st.InstanceWritesPerMin / 2 / float64(c.Instances)
@@ -448,8 +449,8 @@ func run(c config) (*result, error) {
 }
 
 // measurePhase turns scrapes at both ends of a phase into rates.
-func measurePhase(ctlA, ctlB, apiA, apiB metrics, cpuA, cpuB map[string]float64, secs float64) phase {
-	var p phase
+func measurePhase(ctlA, ctlB, apiA, apiB metrics, cpuA, cpuB map[string]float64, secs float64) scaleresult.Phase {
+	var p scaleresult.Phase
 	p.Seconds = secs
 	p.APIServerByVerb = map[string]float64{}
 	by := func(m metrics) map[string]float64 {

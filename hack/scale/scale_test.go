@@ -117,14 +117,14 @@ func TestPercentile(t *testing.T) {
 func TestMarkdownRow(t *testing.T) {
 	r := &result{Instances: 10000, Slugs: 1001, HeartbeatRefresh: "30s", TimeToHealthySeconds: 200, Healthy: 10000,
 		Steady: &steady{InstanceWritesPerMin: 20000, WritesPerInstancePer30s: 1, ProbesPerSecond: 1000}}
-	md := r.markdown()
+	md := r.Markdown()
 	for _, want := range []string{"| 10000 | 1001 | 30s | 200.0 s |", "| 20000 | 1.00 |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
 	}
 	r.Healthy = 6000
-	if md := r.markdown(); !strings.Contains(md, "| > 200 s (6000 Healthy) |") {
+	if md := r.Markdown(); !strings.Contains(md, "| > 200 s (6000 Healthy) |") {
 		t.Errorf("a run that did not converge must say so, not show a time to Healthy:\n%s", md)
 	}
 }
