@@ -17,6 +17,8 @@
 #   BASELINE=4ef7626 hack/bench-proxy.sh       # also slugway built from that git commit ("baseline")
 #   PROFILE=20 hack/bench-proxy.sh             # then a 20s CPU profile of slugway (small:64)
 #                                              # into $PROFILE_OUT (default /tmp/slugway-bench.pprof)
+#   BASELINE=HEAD SLUGWAY_ENV=GOMAXPROCS=1 hack/bench-proxy.sh
+#                                              # environment for the slugway binary (BASELINE_ENV: the baseline's)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
