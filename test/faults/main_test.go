@@ -59,7 +59,7 @@ func indent(s string) string {
 
 const fastHC = "interval: 1s\ntimeout: 500ms"
 
-// waitHealthy waits until n instances of slug are Healthy.
+// waitHealthy waits until n instances of slug are Healthy, and the proxy routes to them.
 func waitHealthy(t *testing.T, slug string, n int, timeout time.Duration) {
 	t.Helper()
 	harness.Eventually(t, timeout, func() error {
@@ -71,6 +71,19 @@ func waitHealthy(t *testing.T, slug string, n int, timeout time.Duration) {
 		}
 		if got != n {
 			return fmt.Errorf("%d of %d %s instances Healthy", got, n, slug)
+		}
+		return nil
+	})
+	// And the proxy routes them: its watch may lag the apiserver, for instance
+	// while it reconnects after a previous test restarted the apiserver.
+	want := fmt.Sprintf("slugway_proxy_routable_endpoints{slug=%q} %d", slug, n)
+	harness.Eventually(t, timeout, func() error {
+		_, body, err := harness.Get(c.AdminURL + "/metrics")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(body, want) {
+			return fmt.Errorf("the proxy does not route %d %s instances yet", n, slug)
 		}
 		return nil
 	})
