@@ -91,8 +91,8 @@ func (fc *frontConn) relay(pc *upConn) (code int, started bool, err error) {
 		if resp.Status >= 200 {
 			break
 		}
-		if n1xx >= 5 { // as Transport: informational responses are skipped, a few of them
-			return 0, false, errors.New("the instance sent too many 1xx responses")
+		if n1xx >= max1xx {
+			return 0, false, errTooMany1xx
 		}
 		_, _ = br.Discard(len(head))
 	}
@@ -174,10 +174,7 @@ func (fc *frontConn) relay(pc *upConn) (code int, started bool, err error) {
 			if err := fc.copyBig(br, &remaining); err != nil {
 				return code, true, err
 			}
-			if done = remaining == 0; done {
-				fc.release(pc, !resp.Close && br.Buffered() == 0)
-				break
-			}
+			done = remaining == 0 // the loop's top releases pc
 			continue
 		}
 		if _, err := br.Peek(1); err != nil {

@@ -147,15 +147,14 @@ func (p *Proxy) Run(ctx context.Context) error {
 	plain := newServer()
 	servers := []*http.Server{plain}
 	var fe *front
+	plainLn := p.ln
 	if p.fastFront() {
 		// The fast front end accepts the connections and hands net/http those it does not serve.
 		slow := newChanListener(p.ln.Addr())
-		fe = newFront(p.handler, slow)
-		go func() { errc <- serveErr("traffic", plain.Serve(slow)) }()
+		fe, plainLn = newFront(p.handler, slow), slow
 		go func() { errc <- serveErr("traffic", fe.serve(p.ln)) }()
-	} else {
-		go func() { errc <- serveErr("traffic", plain.Serve(p.ln)) }()
 	}
+	go func() { errc <- serveErr("traffic", plain.Serve(plainLn)) }()
 	if p.tlsLn != nil {
 		s := newServer()
 		servers = append(servers, s)

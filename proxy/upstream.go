@@ -226,6 +226,11 @@ func (p *upstreamPool) idleCount() int {
 
 var errUnexpected101 = errors.New("the instance switched protocols on a request that did not ask to")
 
+// max1xx is how many informational (1xx) responses are skipped before a final one, as Transport does.
+const max1xx = 5
+
+var errTooMany1xx = errors.New("the instance sent too many 1xx responses")
+
 // fastRoundTrip sends r to the pool's instance over HTTP/1.1 and returns the
 // response, whose Body must be closed. A pooled connection that turns out to be
 // closed by the instance is replaced by a fresh one for idempotent requests without a body.
@@ -320,8 +325,8 @@ func (h *Handler) exchange(ctx context.Context, pc *upConn, r *http.Request, tar
 		if code >= 200 || code < 100 {
 			break
 		}
-		if n1xx >= 5 { // as Transport: informational responses are skipped, a few of them
-			return fail(errors.New("the instance sent too many 1xx responses"))
+		if n1xx >= max1xx {
+			return fail(errTooMany1xx)
 		}
 	}
 	pc.cr.limit = 0
