@@ -112,7 +112,7 @@ var (
 	ErrBareLF             = &RequestError{400, "a line ending in LF without CR"}
 	ErrNUL                = &RequestError{400, "a NUL byte"}
 	ErrControl            = &RequestError{400, "a control byte in a header field value"}
-	ErrFieldName          = &RequestError{400, "malformed header field name"}
+	ErrFieldName          = &RequestError{400, "malformed header field"}
 	requestErrors         = []*RequestError{ErrCLAndTE, ErrRepeatedLength, ErrBadLength, ErrChunkedNotFinal, ErrTransferCoding, ErrTransferEncoding10, ErrObsFold, ErrBareCR, ErrBareLF, ErrNUL, ErrControl, ErrFieldName}
 )
 
