@@ -48,6 +48,12 @@ type Request struct {
 	// Reject is set when the head must be refused (Unusual is then its
 	// Reason): answer Reject.Status and close the connection.
 	Reject *RequestError
+	// Chunked is true for a valid "Transfer-Encoding: chunked" (the body is chunked).
+	Chunked bool
+	// Upgrade is true when the request asks to switch protocols (Upgrade
+	// together with "Connection: upgrade"), or is CONNECT: what follows its
+	// head may not be HTTP/1.
+	Upgrade bool
 }
 
 // Response is a parsed response head.
@@ -167,7 +173,7 @@ func ParseRequest(b []byte, max int, r *Request) (int, error) {
 	*r = Request{Fields: r.Fields[:0], Conn: r.Conn[:0], ContentLength: -1}
 	first := true
 	hosts, cls := 0, 0
-	te, http10 := false, false
+	te, http10, upgrade := false, false, false
 	unusual := func(why string) bool {
 		if r.Unusual == "" {
 			r.Unusual = why
@@ -228,6 +234,7 @@ func ParseRequest(b []byte, max int, r *Request) (int, error) {
 			}
 			te = true
 		case equalFold(f.Name, "upgrade"):
+			upgrade = true
 			unusual("Upgrade")
 		case equalFold(f.Name, "expect"):
 			unusual("Expect")
@@ -255,8 +262,13 @@ func ParseRequest(b []byte, max int, r *Request) (int, error) {
 	if len(r.Conn) > 0 {
 		r.Close = httpguts.HeaderValuesContainsToken(r.Conn, "close")
 		if httpguts.HeaderValuesContainsToken(r.Conn, "upgrade") {
+			r.Upgrade = upgrade
 			unusual("Connection: upgrade")
 		}
+	}
+	r.Chunked = te
+	if bytes.HasPrefix(b, []byte("CONNECT ")) {
+		r.Upgrade = true
 	}
 	switch {
 	case te:
