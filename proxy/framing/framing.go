@@ -20,6 +20,7 @@ package framing
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"net"
 
@@ -44,6 +45,8 @@ type Conn struct {
 	err     error  // once the stand-in is read: the read error from then on
 	// Refused is the refused head's error, once one was refused.
 	Refused *wire.RequestError
+
+	tls *tls.ConnectionState // set by TLSListener
 }
 
 type state uint8
