@@ -212,3 +212,33 @@ type refusedError struct{}
 func (refusedError) Error() string { return "the connection's last request head was refused" }
 
 var errRefused error = refusedError{}
+
+// CloseWrite half-closes the wrapped connection when it can (net/http does it
+// before closing, so that the client reads the error response).
+func (c *Conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// Listener wraps every connection a plaintext listener accepts in a Conn.
+type Listener struct {
+	net.Listener
+	MaxHead int
+}
+
+// Accept returns the next connection, wrapped.
+func (l *Listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return NewConn(c, l.MaxHead), nil
+}
+
+// MaxHead is the head limit to give a Conn in front of an http.Server with
+// this MaxHeaderBytes: at least what net/http reads before it answers 431
+// (MaxHeaderBytes plus its 4 KiB allowance), so that no head net/http would
+// accept passes unchecked.
+func MaxHead(maxHeaderBytes int) int { return maxHeaderBytes + 8<<10 }
