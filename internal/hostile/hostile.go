@@ -32,6 +32,9 @@ type Case struct {
 	// Headers are request fields that must not reach the instance with the
 	// client's value (checked by Check with the client's value "spoofed").
 	Headers []string
+	// Set are fields the proxy must set on what reaches the instance, with
+	// these values ("$client": the client's IP address).
+	Set map[string]string
 	// Want is what slugway must do.
 	Want Want
 }
@@ -122,6 +125,11 @@ func Cases() []Case {
 		{Name: "client-identity headers from an untrusted client",
 			Request: "GET " + s + "/a HTTP/1.1\r\nHost: x\r\nX-Real-IP: spoofed\r\nTrue-Client-IP: spoofed\r\nCF-Connecting-IP: spoofed\r\nX-Client-IP: spoofed\r\nX-Cluster-Client-IP: spoofed\r\nX-Forwarded-Port: spoofed\r\nX-Forwarded-Prefix: spoofed\r\nX-Forwarded-Ssl: spoofed\r\nX-Forwarded-Scheme: spoofed\r\nX-Original-URL: spoofed\r\nX-Rewrite-URL: spoofed\r\n\r\n",
 			Headers: []string{"X-Real-Ip", "True-Client-Ip", "Cf-Connecting-Ip", "X-Client-Ip", "X-Cluster-Client-Ip", "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Ssl", "X-Forwarded-Scheme", "X-Original-Url", "X-Rewrite-Url"},
+			Set:     map[string]string{"X-Real-Ip": "$client"},
+			Want:    Want{Reached: 1}},
+		{Name: "Upgrade to a protocol not allowed",
+			Request: "GET " + s + "/a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: x-not-allowed\r\n\r\n",
+			Headers: []string{"Upgrade"},
 			Want:    Want{Reached: 1}},
 		{Name: "/slug/..;/..;/x",
 			Request: "GET " + s + "/..;/..;/x HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -173,6 +181,14 @@ func (c Case) Check(r Result) string {
 				}
 			}
 		}
+		for h, want := range c.Set {
+			if want == "$client" {
+				want = "127.0.0.1"
+			}
+			if got := s.Header[h]; len(got) != 1 || got[0] != want {
+				bad = append(bad, h+" reached the instance as "+strings.Join(got, ", ")+", want "+want)
+			}
+		}
 	}
 	return strings.Join(bad, "; ")
 }
@@ -222,6 +238,13 @@ func (r Result) Summary(c Case) string {
 	}
 	if len(leaked) > 0 {
 		parts = append(parts, "with "+strings.Join(leaked, ", "))
+	}
+	for _, s := range r.Reached {
+		for h := range c.Set {
+			if v := s.Header.Get(h); v != "" && !strings.Contains(v, "spoofed") {
+				parts = append(parts, h+" set to "+v)
+			}
+		}
 	}
 	return strings.Join(parts, "; ")
 }
