@@ -36,10 +36,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	authnv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
@@ -47,6 +45,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
+	"github.com/slugway/slugway/kubeclient"
 	"github.com/slugway/slugway/registry"
 )
 
@@ -235,7 +234,7 @@ func newRegistration(opts Options) (*Registration, error) {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "slugway-sdk/" + opts.Slug
 	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme()})
+	c, err := kubeclient.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("sdk: building the Kubernetes client: %w", err)
 	}
@@ -331,26 +330,13 @@ func readNamespaceFile() string {
 	return strings.TrimSpace(string(b))
 }
 
-func scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{slugwayv1.AddToScheme, authnv1.AddToScheme} {
-		if err := add(s); err != nil {
-			panic(err)
-		}
-	}
-	return s
-}
-
 // whoAmI asks the apiserver for our own username: the identity the ownership webhook sees.
 func whoAmI(ctx context.Context, c client.Client) (string, error) {
-	review := &authnv1.SelfSubjectReview{}
-	if err := c.Create(ctx, review); err != nil {
-		return "", err
+	user, err := kubeclient.WhoAmI(ctx, c)
+	if errors.Is(err, kubeclient.ErrNoUsername) {
+		return "", permanent(err)
 	}
-	if review.Status.UserInfo.Username == "" {
-		return "", permanent(errors.New("the apiserver's SelfSubjectReview returned no username: the SDK needs an authenticated identity (a service account token or a kubeconfig user)"))
-	}
-	return review.Status.UserInfo.Username, nil
+	return user, err
 }
 
 // claim gets the slug's ServiceAccount, creating it (owned by us) when absent, and
