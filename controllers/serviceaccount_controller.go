@@ -20,10 +20,6 @@ import (
 	"github.com/slugway/slugway/registry"
 )
 
-// FinalizerInstances makes deleting a ServiceAccount delete its Instances first.
-// Leaving them behind would hand them to whoever claims the slug next.
-const FinalizerInstances = "slugway.io/instances"
-
 // ServiceAccountReconciler aggregates a slug's Instances into the ServiceAccount's
 // status, and deletes them when the slug is released.
 type ServiceAccountReconciler struct {
@@ -45,7 +41,7 @@ func (r *ServiceAccountReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	if !sa.DeletionTimestamp.IsZero() {
 		return r.release(ctx, &sa, list.Items)
 	}
-	if controllerutil.AddFinalizer(&sa, FinalizerInstances) {
+	if controllerutil.AddFinalizer(&sa, slugwayv1.FinalizerInstances) {
 		if err := r.Update(ctx, &sa); err != nil {
 			return ctrl.Result{}, err
 		}
@@ -85,7 +81,7 @@ func (r *ServiceAccountReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 
 // release deletes the slug's instances, then lets the ServiceAccount go.
 func (r *ServiceAccountReconciler) release(ctx context.Context, sa *slugwayv1.ServiceAccount, items []slugwayv1.Instance) (ctrl.Result, error) {
-	if !controllerutil.ContainsFinalizer(sa, FinalizerInstances) {
+	if !controllerutil.ContainsFinalizer(sa, slugwayv1.FinalizerInstances) {
 		return ctrl.Result{}, nil
 	}
 	pending := 0
@@ -104,7 +100,7 @@ func (r *ServiceAccountReconciler) release(ctx context.Context, sa *slugwayv1.Se
 	if pending > 0 {
 		return ctrl.Result{RequeueAfter: time.Second}, nil
 	}
-	controllerutil.RemoveFinalizer(sa, FinalizerInstances)
+	controllerutil.RemoveFinalizer(sa, slugwayv1.FinalizerInstances)
 	return ctrl.Result{}, client.IgnoreNotFound(r.Update(ctx, sa))
 }
 
