@@ -26,7 +26,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -416,17 +415,9 @@ func withOwner(refs []metav1.OwnerReference, ref metav1.OwnerReference) []metav1
 	return out
 }
 
-// heartbeat renews status.lastHeartbeat with one JSON merge patch on the status
-// subresource that holds nothing else: no read, no resourceVersion, no conflict.
-// The time is written as the API type writes it (RFC 3339, whole seconds).
+// heartbeat renews status.lastHeartbeat (see kubeclient.PatchHeartbeat: no read, no conflict).
 func (r *Registration) heartbeat(ctx context.Context) error {
-	st := slugwayv1.InstanceStatus{LastHeartbeat: new(metav1.NewTime(time.Now()))}
-	body, err := json.Marshal(map[string]any{"status": map[string]any{"lastHeartbeat": st.LastHeartbeat}})
-	if err != nil {
-		return permanent(err)
-	}
-	obj := &slugwayv1.Instance{ObjectMeta: metav1.ObjectMeta{Namespace: r.key.Namespace, Name: r.key.Name}}
-	return r.c.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, body))
+	return kubeclient.PatchHeartbeat(ctx, r.c, r.key, time.Now())
 }
 
 // keep renews the heartbeat (or checks the Instance still exists) every interval,
