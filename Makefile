@@ -39,8 +39,10 @@ vet: ## go vet
 	go vet ./...
 
 .PHONY: verify
-verify: ## Fail if generated files are stale or code is not gofmt'ed. Regenerates nothing in the tree.
+verify: ## Fail if generated files are stale, code is not gofmt'ed, a binary is tracked, or the proxy or SDK links control-plane code. Regenerates nothing in the tree.
 	hack/verify-generated.sh
+	hack/verify-no-binaries.sh
+	hack/verify-deps.sh
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 
 .PHONY: controlplane
