@@ -35,8 +35,9 @@ fmt: ## go fmt
 	gofmt -l -w $$(git ls-files '*.go')
 
 .PHONY: vet
-vet: ## go vet
+vet: ## go vet and staticcheck (the version pinned in go.mod's tool block).
 	go vet ./...
+	go tool staticcheck ./...
 
 .PHONY: verify
 verify: ## Fail if generated files are stale, code is not gofmt'ed, a binary is tracked, or the proxy or SDK links control-plane code. Regenerates nothing in the tree.
