@@ -528,3 +528,46 @@ func TestOneResponseHeadLimit(t *testing.T) {
 		}
 	})
 }
+
+// TestStreamedChunkedResponsesWithTrailers: on both servers, a chunked
+// response streams (the first event arrives before the second is written), its
+// trailers arrive, and the instance's connection is reused afterwards.
+func TestStreamedChunkedResponsesWithTrailers(t *testing.T) {
+	bothServers(t, func(t *testing.T, behindServer func(testing.TB, *Handler) string) {
+		next := make(chan struct{}, 1)
+		be, conns := countingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Trailer", "X-Sum")
+			w.Header().Set("Content-Type", "text/event-stream")
+			_, _ = io.WriteString(w, "data: one\n\n")
+			w.(http.Flusher).Flush()
+			if r.URL.Path == "/s/events" {
+				<-next // the client must have the first event before the second is written
+			}
+			_, _ = io.WriteString(w, "data: two\n\n")
+			w.Header().Set("X-Sum", "42")
+		})
+		h := NewHandler(Options{})
+		h.SetTable(table("s", be.URL))
+		url := behindServer(t, h)
+		resp, err := http.Get(url + "/s/events")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		first := make([]byte, len("data: one\n\n"))
+		if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "data: one\n\n" {
+			t.Fatalf("first event %q: %v", first, err)
+		}
+		next <- struct{}{}
+		rest, err := io.ReadAll(resp.Body)
+		if err != nil || string(rest) != "data: two\n\n" || resp.Trailer.Get("X-Sum") != "42" {
+			t.Fatalf("rest %q trailer %v: %v", rest, resp.Trailer, err)
+		}
+		if code, body := get(t, http.DefaultClient, "GET", url+"/s/again", nil); code != 200 || body != "data: one\n\ndata: two\n\n" {
+			t.Fatalf("second request: %d %q", code, body)
+		}
+		if n := conns.Load(); n != 1 {
+			t.Errorf("the instance saw %d connections, want 1 (reused after the trailers)", n)
+		}
+	})
+}
