@@ -227,47 +227,6 @@ func TestFrontHandsOffWhatItDoesNotServe(t *testing.T) {
 	}
 }
 
-func TestFrontStreamsChunkedResponsesWithTrailers(t *testing.T) {
-	next := make(chan struct{})
-	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Trailer", "X-Sum")
-		w.Header().Set("Content-Type", "text/event-stream")
-		_, _ = io.WriteString(w, "data: one\n\n")
-		w.(http.Flusher).Flush()
-		if r.URL.Path == "/s/events" {
-			<-next // the client must have the first event before the second is written
-		}
-		_, _ = io.WriteString(w, "data: two\n\n")
-		w.Header().Set("X-Sum", "42")
-	}))
-	t.Cleanup(be.Close)
-	h := NewHandler(Options{})
-	h.SetTable(table("s", be.URL))
-	c := dialRaw(t, behindFront(t, h))
-	c.send("GET /s/events HTTP/1.1\r\nHost: x\r\n\r\n")
-	resp, err := http.ReadResponse(c.br, &http.Request{Method: "GET"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
-		t.Fatalf("transfer encoding %v, want the chunks relayed", resp.TransferEncoding)
-	}
-	first := make([]byte, len("data: one\n\n"))
-	if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "data: one\n\n" {
-		t.Fatalf("first event %q: %v", first, err)
-	}
-	close(next)
-	rest, err := io.ReadAll(resp.Body)
-	if err != nil || string(rest) != "data: two\n\n" || resp.Trailer.Get("X-Sum") != "42" {
-		t.Fatalf("rest %q trailer %v: %v", rest, resp.Trailer, err)
-	}
-	// The connection carries the next request.
-	c.send("GET /s/again HTTP/1.1\r\nHost: x\r\n\r\n")
-	if resp, body := c.read("GET"); resp.StatusCode != 200 || body != "data: one\n\ndata: two\n\n" {
-		t.Fatalf("second request: %d %q", resp.StatusCode, body)
-	}
-}
-
 func TestFrontResponseFraming(t *testing.T) {
 	origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
 		defer c.Close()

@@ -529,23 +529,29 @@ func TestOneResponseHeadLimit(t *testing.T) {
 	})
 }
 
+// eventsOrigin answers two server-sent events, chunked, and a trailer. For
+// /s/events it writes the second only after a receive from next.
+func eventsOrigin(next <-chan struct{}) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Sum")
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "data: one\n\n")
+		w.(http.Flusher).Flush()
+		if r.URL.Path == "/s/events" {
+			<-next // the client must have the first event before the second is written
+		}
+		_, _ = io.WriteString(w, "data: two\n\n")
+		w.Header().Set("X-Sum", "42")
+	}
+}
+
 // TestStreamedChunkedResponsesWithTrailers: on both servers, a chunked
-// response streams (the first event arrives before the second is written), its
+// response stays chunked and streams (the first event arrives before the second is written), its
 // trailers arrive, and the instance's connection is reused afterwards.
 func TestStreamedChunkedResponsesWithTrailers(t *testing.T) {
 	bothServers(t, func(t *testing.T, behindServer func(testing.TB, *Handler) string) {
 		next := make(chan struct{}, 1)
-		be, conns := countingOrigin(t, func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Trailer", "X-Sum")
-			w.Header().Set("Content-Type", "text/event-stream")
-			_, _ = io.WriteString(w, "data: one\n\n")
-			w.(http.Flusher).Flush()
-			if r.URL.Path == "/s/events" {
-				<-next // the client must have the first event before the second is written
-			}
-			_, _ = io.WriteString(w, "data: two\n\n")
-			w.Header().Set("X-Sum", "42")
-		})
+		be, conns := countingOrigin(t, eventsOrigin(next))
 		h := NewHandler(Options{})
 		h.SetTable(table("s", be.URL))
 		url := behindServer(t, h)
@@ -554,6 +560,9 @@ func TestStreamedChunkedResponsesWithTrailers(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
+		if len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
+			t.Fatalf("transfer encoding %v, want chunked", resp.TransferEncoding)
+		}
 		first := make([]byte, len("data: one\n\n"))
 		if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "data: one\n\n" {
 			t.Fatalf("first event %q: %v", first, err)
