@@ -79,7 +79,8 @@ type httpResponder struct {
 func (hr *httpResponder) raw() bool { return false }
 
 // writeHead sets the instance's fields that dropResponseField keeps (copied:
-// the parsed strings point into the connection's buffer) and the status.
+// the parsed strings point into the connection's buffer) and keeps the status
+// for commit.
 func (hr *httpResponder) writeHead(req *request, _ []byte, mode bodyMode) {
 	resp := &req.resp
 	dst := hr.w.Header()
@@ -87,7 +88,9 @@ func (hr *httpResponder) writeHead(req *request, _ []byte, mode bodyMode) {
 		if dropResponseField(f.Name, resp.Conn, resp.Chunked, false) {
 			continue
 		}
-		k := http.CanonicalHeaderKey(f.Name)
+		// Copies, names too (CanonicalHeaderKey returns a canonical name as
+		// it is): net/http writes them after the connection went back to the pool.
+		k := strings.Clone(http.CanonicalHeaderKey(f.Name))
 		dst[k] = append(dst[k], strings.Clone(f.Value))
 	}
 	hr.stream = mode == bodyChunked || mode == bodyClose || isEventStream(dst)
