@@ -30,8 +30,7 @@ type Handler struct {
 	slugs   map[string]*slugMetrics
 	unknown *slugMetrics
 
-	upgrades sync.WaitGroup // hijacked (WebSocket) connections
-	hijacked sync.Map       // net.Conn → struct{}, closed on shutdown
+	hijacked sync.Map // upgraded (WebSocket) connections: net.Conn → struct{}, closed on shutdown
 }
 
 // NewHandler returns a Handler with no route table yet: every request is answered 503

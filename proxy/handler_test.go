@@ -86,7 +86,7 @@ func TestPickRoundRobin(t *testing.T) {
 
 func TestRetryBudget(t *testing.T) {
 	b := newRetryBudget(0.5, 2)
-	if !b.withdraw() || !b.withdraw() || b.withdraw() {
+	if first, second, third := b.withdraw(), b.withdraw(), b.withdraw(); !first || !second || third {
 		t.Fatal("the burst allows exactly 2 retries")
 	}
 	b.deposit()
