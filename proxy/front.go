@@ -34,6 +34,12 @@ type front struct {
 	mu      sync.Mutex
 	conns   map[*frontConn]struct{}
 	closing atomic.Bool
+	// draining: the proxy is shutting down but still serving (the shutdown delay). Every
+	// response then ends its connection with Connection: close, so that keep-alive clients
+	// reconnect, through the Service, to a proxy that stays, before this one stops
+	// listening. Closing an idle kept-alive connection instead races with the client's next
+	// request, which then fails.
+	draining atomic.Bool
 }
 
 // maxFastBody is the largest request body the front end reads before forwarding;
@@ -169,7 +175,7 @@ func (fc *frontConn) serve() {
 			fc.handoff(fc.req.Unusual)
 			return
 		}
-		if !fc.serveOne() || fc.req.Close || fc.f.closing.Load() {
+		if !fc.serveOne() || fc.req.Close || fc.f.closing.Load() || fc.f.draining.Load() {
 			return
 		}
 	}
@@ -379,7 +385,7 @@ func (fc *frontConn) writeError(code int, msg, slug string) int {
 	out = strconv.AppendInt(out, int64(len(body)), 10)
 	out = append(out, "\r\n"...)
 	out = appendDate(out)
-	if fc.req.Close {
+	if fc.req.Close || fc.f.draining.Load() {
 		out = append(out, "Connection: close\r\n"...)
 	}
 	out = append(out, "\r\n"...)

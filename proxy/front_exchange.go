@@ -282,7 +282,7 @@ func (fc *frontConn) appendResponseHead(out, head []byte, mode int) []byte {
 	if !hasDate {
 		out = appendDate(out)
 	}
-	if mode == bodyClose || fc.req.Close || fc.f.closing.Load() {
+	if mode == bodyClose || fc.req.Close || fc.f.closing.Load() || fc.f.draining.Load() {
 		out = append(out, "Connection: close\r\n"...)
 		fc.req.Close = true // serve stops after this response
 	}
