@@ -15,12 +15,13 @@ import (
 func runProxy(args []string) error {
 	fs := flag.NewFlagSet("slugway proxy", flag.ContinueOnError)
 	o := proxy.Options{}
-	var trusted string
+	var trusted, hostDomains string
 	fs.StringVar(&o.Listen, "listen", ":8080", "address for traffic: HTTP/1.1 and h2c (HTTP/2 with prior knowledge)")
 	fs.StringVar(&o.TLSListen, "tls-listen", ":8443", "address for HTTPS traffic (HTTP/1.1 and HTTP/2), used when --tls-cert-file and --tls-key-file are set")
 	fs.StringVar(&o.TLSCertFile, "tls-cert-file", "", "PEM certificate (chain) for HTTPS")
 	fs.StringVar(&o.TLSKeyFile, "tls-key-file", "", "PEM private key for HTTPS")
 	fs.StringVar(&o.AdminListen, "admin-listen", ":9080", "address of /healthz, /readyz and /metrics")
+	fs.StringVar(&hostDomains, "host-domains", "", "comma-separated domains whose hosts <slug>.<domain> are routed to <slug> by host name (Host, :authority, TLS server name), paths unchanged; other hosts keep path routing (default: none)")
 	fs.StringVar(&trusted, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For/-Proto/-Host headers are kept (default: none)")
 	fs.StringVar(&o.LBPolicy, "lb-policy", proxy.PolicyP2C, "load balancing: p2c (power of two choices on requests in flight) or round-robin")
 	fs.DurationVar(&o.DialTimeout, "dial-timeout", 2*time.Second, "timeout for connecting to an instance")
@@ -55,6 +56,7 @@ func runProxy(args []string) error {
 		}
 		o.TrustedProxies = append(o.TrustedProxies, p.Masked())
 	}
+	o.HostDomains = splitList(hostDomains)
 	guard, cfg, err := com.setup()
 	if err != nil {
 		return err
