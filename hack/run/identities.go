@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -38,14 +39,15 @@ func serviceAccountUser(name string) string {
 // impostor in the local control plane, binds them to the slugway-service
 // ClusterRole (config/rbac/service_role.yaml) and writes a kubeconfig for each
 // service, with a client certificate for system:serviceaccount:default:<name>
-// (a pod would use its token instead; the apiserver sees the same user). Slugs
-// that earlier runs registered as the admin are handed to their service.
-// It returns the kubeconfig path of each service.
-func demoIdentities(ctx context.Context, env *testenv.Env, dataDir string, services ...string) (map[string]string, error) {
+// (a pod would use its token instead; the apiserver sees the same user).
+// It returns the kubeconfig path of each service, and handOver, which gives
+// the slugs that earlier runs registered as the admin to their service: call
+// it once the controller serves the admission webhooks.
+func demoIdentities(ctx context.Context, env *testenv.Env, dataDir string, services ...string) (kubeconfigs map[string]string, handOver func(context.Context) error, err error) {
 	if err := applyFile(ctx, env.Client, filepath.Join(env.Root, "config", "rbac", "service_role.yaml")); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	kubeconfigs := map[string]string{}
+	kubeconfigs = map[string]string{}
 	for _, name := range append(services, impostor) {
 		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: demoNamespace}}
 		binding := &rbacv1.ClusterRoleBinding{
@@ -55,7 +57,7 @@ func demoIdentities(ctx context.Context, env *testenv.Env, dataDir string, servi
 		}
 		for _, o := range []client.Object{sa, binding} {
 			if err := env.Client.Create(ctx, o); client.IgnoreAlreadyExists(err) != nil {
-				return nil, fmt.Errorf("creating %s %s: %w", o.GetObjectKind().GroupVersionKind().Kind, o.GetName(), err)
+				return nil, nil, fmt.Errorf("creating %s %s: %w", o.GetObjectKind().GroupVersionKind().Kind, o.GetName(), err)
 			}
 		}
 		if name == impostor {
@@ -64,27 +66,34 @@ func demoIdentities(ctx context.Context, env *testenv.Env, dataDir string, servi
 		user := serviceAccountUser(name)
 		u, err := env.AddUser(envtest.User{Name: user, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + demoNamespace}}, nil)
 		if err != nil {
-			return nil, fmt.Errorf("a client certificate for %s: %w", user, err)
+			return nil, nil, fmt.Errorf("a client certificate for %s: %w", user, err)
 		}
 		kc, err := u.KubeConfig()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		path := filepath.Join(dataDir, "kubeconfig-"+name)
 		if err := os.WriteFile(path, kc, 0o600); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		kubeconfigs[name] = path
-		if err := handOver(ctx, env.Client, name, user); err != nil {
-			return nil, err
-		}
 	}
-	return kubeconfigs, nil
+	handOver = func(ctx context.Context) error {
+		for _, name := range services {
+			if err := handOverSlug(ctx, env.Client, name, serviceAccountUser(name)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return kubeconfigs, handOver, nil
 }
 
-// handOver gives slug to owner if an earlier make run (from before the
-// services had identities of their own) registered it as someone else.
-func handOver(ctx context.Context, c client.Client, slug, owner string) error {
+// handOverSlug gives slug to owner if an earlier make run (from before the
+// services had identities of their own) registered it as someone else. The
+// admission webhook must be up: the controller may still be starting, so a
+// failed update is tried again for a minute.
+func handOverSlug(ctx context.Context, c client.Client, slug, owner string) error {
 	var sa slugwayv1.ServiceAccount
 	if err := c.Get(ctx, types.NamespacedName{Name: slug}, &sa); apierrors.IsNotFound(err) {
 		return nil
@@ -97,7 +106,18 @@ func handOver(ctx context.Context, c client.Client, slug, owner string) error {
 	step("handing slug %s from %s to %s (an earlier run registered it as the admin)", slug, sa.Spec.Owner, owner)
 	was := sa.DeepCopy()
 	sa.Spec.Owner = owner
-	return c.Patch(ctx, &sa, client.MergeFrom(was))
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := c.Patch(ctx, &sa, client.MergeFrom(was))
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // applyFile creates the objects of a YAML file, keeping those that exist.

@@ -52,7 +52,8 @@ func run() error {
 
 	var kubeconfig string
 	var controllerArgs []string
-	var identities map[string]string // service -> kubeconfig of its own identity (embedded only)
+	var identities map[string]string         // service -> kubeconfig of its own identity (embedded only)
+	var handOver func(context.Context) error // gives slugs an earlier run registered as the admin to their service
 	switch *cluster {
 	case "embedded":
 		// A crashed or killed earlier run may have left its etcd holding the data directory.
@@ -78,7 +79,7 @@ func run() error {
 		}
 		w := env.WebhookInstallOptions
 		step("installed the CRDs and the admission webhooks (served by the controller on %s:%d)", w.LocalServingHost, w.LocalServingPort)
-		if identities, err = demoIdentities(ctx, env, *dataDir, "skeleton-svc", "grpc-svc"); err != nil {
+		if identities, handOver, err = demoIdentities(ctx, env, *dataDir, "skeleton-svc", "grpc-svc"); err != nil {
 			return err
 		}
 		step("skeleton-svc and grpc-svc register as %s and %s", serviceAccountUser("skeleton-svc"), serviceAccountUser("grpc-svc"))
@@ -133,6 +134,11 @@ func run() error {
 	}
 	if err := start("proxy", nil, filepath.Join(bin, "slugway"), "proxy", "--listen", *proxyAddr, "--admin-listen", "127.0.0.1:9080", "--allow-loopback", "--host-domains", "localhost"); err != nil {
 		return err
+	}
+	if handOver != nil {
+		if err := handOver(ctx); err != nil {
+			return fmt.Errorf("handing the example slugs to their identities: %w", err)
+		}
 	}
 	if err := start("skeleton-svc", serviceEnv(identities, "skeleton-svc", "127.0.0.1:9311"), filepath.Join(bin, "skeleton-svc")); err != nil {
 		return err
