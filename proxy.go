@@ -15,12 +15,13 @@ import (
 func runProxy(args []string) error {
 	fs := flag.NewFlagSet("slugway proxy", flag.ContinueOnError)
 	o := proxy.Options{}
-	var trusted, upgrades string
+	var trusted, upgrades, hostDomains string
 	fs.StringVar(&o.Listen, "listen", ":8080", "address for traffic: HTTP/1.1 and h2c (HTTP/2 with prior knowledge)")
 	fs.StringVar(&o.TLSListen, "tls-listen", ":8443", "address for HTTPS traffic (HTTP/1.1 and HTTP/2), used when --tls-cert-file and --tls-key-file are set")
 	fs.StringVar(&o.TLSCertFile, "tls-cert-file", "", "PEM certificate (chain) for HTTPS")
 	fs.StringVar(&o.TLSKeyFile, "tls-key-file", "", "PEM private key for HTTPS")
 	fs.StringVar(&o.AdminListen, "admin-listen", ":9080", "address of /healthz, /readyz and /metrics")
+	fs.StringVar(&hostDomains, "host-domains", "", "comma-separated domains whose hosts <slug>.<domain> are routed to <slug> by host name (Host, :authority, TLS server name), paths unchanged; other hosts keep path routing (default: none)")
 	fs.StringVar(&trusted, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-*, Forwarded, X-Real-IP and other client-identity headers are kept (default: none; from other peers they are removed or replaced, see docs/security.md)")
 	fs.StringVar(&upgrades, "allowed-upgrades", "websocket", "comma-separated protocols an HTTP/1.1 Upgrade may switch to (never h2c); other upgrades are forwarded as plain requests, without Upgrade")
 	fs.IntVar(&o.MaxConnsPerInstance, "max-conns-per-instance", 0, "most connections (requests in flight) to one instance; over it, 503 with Retry-After (0: no cap)")
@@ -60,6 +61,7 @@ func runProxy(args []string) error {
 		}
 		o.TrustedProxies = append(o.TrustedProxies, p.Masked())
 	}
+	o.HostDomains = splitList(hostDomains)
 	o.AllowedUpgrades = splitList(upgrades)
 	if o.AllowedUpgrades == nil {
 		o.AllowedUpgrades = []string{} // none allowed (nil would mean the default)

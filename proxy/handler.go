@@ -10,6 +10,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/slugway/slugway/proxy/hostroute"
 	"github.com/slugway/slugway/proxy/routes"
 	"github.com/slugway/slugway/proxy/wire"
 )
@@ -24,6 +25,8 @@ type Handler struct {
 	metrics *metrics
 	budget  *retryBudget
 	h1, h2c http.RoundTripper
+	hosts   *hostroute.Domains // nil: no routing by host
+	hostErr error              // Options.HostDomains' error, returned by New
 
 	table atomic.Pointer[liveTable]
 
@@ -48,6 +51,7 @@ func NewHandler(o Options) *Handler {
 		unknown: m.forSlug(unknownSlug),
 	}
 	h.h1, h.h2c = newTransports(&o)
+	h.hosts, h.hostErr = hostroute.New(o.HostDomains)
 	h.table.Store(&liveTable{routes: map[string]*liveRoute{}})
 	return h
 }

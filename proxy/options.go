@@ -24,6 +24,11 @@ type Options struct {
 	// binding the addresses above (tests bind port 0 themselves).
 	Listener, TLSListener, AdminListener net.Listener
 
+	// HostDomains route requests whose host is <slug>.<domain>, for one of
+	// these domains, to that slug, paths unchanged (package hostroute; checked
+	// by New). Other hosts keep path routing. Empty: path routing only.
+	HostDomains []string
+
 	// TrustedProxies are the peers whose X-Forwarded-For/-Proto/-Host are kept and extended.
 	TrustedProxies []netip.Prefix
 	// LBPolicy is PolicyP2C (default: power of two choices on requests in flight) or PolicyRoundRobin.

@@ -80,6 +80,9 @@ func New(cfg *rest.Config, o Options) (*Proxy, error) {
 		return nil, errors.New("TLS needs both a certificate and a key file (--tls-cert-file and --tls-key-file)")
 	}
 	p := &Proxy{opts: o, log: o.Logger, handler: NewHandler(o)}
+	if err := p.handler.hostErr; err != nil {
+		return nil, fmt.Errorf("--host-domains: %w", err)
+	}
 	w, err := newWatcher(cfg, p.handler, o)
 	if err != nil {
 		return nil, err
@@ -214,7 +217,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 			go func() { errc <- serveErr("TLS traffic", s.Serve(tl)) }()
 		}
 	}
-	p.log.Info("proxy listening", "addr", p.Addr(), "tls", p.TLSAddr(), "admin", p.AdminAddr(), "lbPolicy", o.LBPolicy)
+	p.log.Info("proxy listening", "addr", p.Addr(), "tls", p.TLSAddr(), "admin", p.AdminAddr(), "lbPolicy", o.LBPolicy, "hostDomains", p.handler.hosts.Names())
 
 	var runErr error
 	select {
