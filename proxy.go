@@ -41,6 +41,7 @@ func runProxy(args []string) error {
 	fs.BoolVar(&o.AccessLog, "access-log", false, "log one line per request")
 	fs.BoolVar(&o.NetHTTPOnly, "net-http-only", false, "serve every plain connection with Go's net/http server, turning off the fast HTTP/1.1 front end (for comparison, or if it misbehaves)")
 	fs.BoolVar(&o.Pprof, "pprof", false, "serve /debug/pprof/ on the admin address")
+	fs.BoolVar(&o.Dashboard, "dashboard", false, "serve the live dashboard at /dashboard/ on the admin address (it shows instance URLs: keep the admin port internal)")
 	fs.StringVar(&denyCIDRs, "deny-cidrs", strings.Join(netguard.DefaultDeny, ","), "comma-separated CIDRs the proxy never connects to, checked on every dial after DNS resolution (the SSRF guard; keep it equal to the controller's)")
 	fs.BoolVar(&allowLoopback, "allow-loopback", false, "let the proxy connect to instances on loopback addresses (127.0.0.0/8, ::1); for local development only")
 	zopts := zap.Options{}

@@ -18,6 +18,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/slugway/slugway/proxy/dashboard"
 	"github.com/slugway/slugway/proxy/routes"
 	"github.com/slugway/slugway/proxy/slugpath"
 )
@@ -36,6 +37,8 @@ type Handler struct {
 	mu      sync.Mutex // serializes SetTable
 	slugs   map[string]*slugMetrics
 	unknown *slugMetrics
+
+	stats *dashboard.Recorder // per-slug figures for the dashboard; nil without it
 
 	upgrades sync.WaitGroup // hijacked (WebSocket) connections
 	hijacked sync.Map       // net.Conn → struct{}, closed on shutdown
@@ -65,6 +68,9 @@ func NewHandler(o Options) *Handler {
 		unknown: m.forSlug(unknownSlug),
 	}
 	h.h1, h.h2c = newTransports(o)
+	if o.Dashboard {
+		h.stats = dashboard.NewRecorder()
+	}
 	h.table.Store(&liveTable{routes: map[string]*liveRoute{}})
 	return h
 }
@@ -173,6 +179,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) record(sm *slugMetrics, code int, d time.Duration, method, target, proto, remote string, abort bool) {
 	sm.count(code)
 	sm.duration.Observe(d.Seconds())
+	h.stats.Observe(sm.slug, code, d)
 	if h.opts.AccessLog { // copies: the fast front end's strings point into its read buffer
 		h.log.Info("access", "slug", sm.slug, "method", strings.Clone(method), "target", strings.Clone(target), "proto", proto,
 			"status", code, "duration", d, "remote", remote, "aborted", abort)

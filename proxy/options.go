@@ -82,6 +82,8 @@ type Options struct {
 
 	// AccessLog logs one line per request.
 	AccessLog bool
+	// Dashboard serves the live dashboard at /dashboard/ on the admin port (package dashboard).
+	Dashboard bool
 	// Pprof serves /debug/pprof/ on the admin port.
 	Pprof  bool
 	Logger logr.Logger

@@ -32,6 +32,7 @@ type Proxy struct {
 	handler *Handler
 	watcher *watcher
 	ready   atomic.Bool
+	dash    *dashboardSource // nil unless Options.Dashboard
 
 	ln, tlsLn, adminLn net.Listener
 }
@@ -55,6 +56,7 @@ func New(cfg *rest.Config, o Options) (*Proxy, error) {
 		return nil, errors.New("TLS needs both a certificate and a key file (--tls-cert-file and --tls-key-file)")
 	}
 	p := &Proxy{opts: o, log: o.Logger, handler: NewHandler(o)}
+	p.dash = newDashboardSource(p, &o)
 	w, err := newWatcher(cfg, p.handler, o)
 	if err != nil {
 		return nil, err
@@ -227,6 +229,7 @@ func (p *Proxy) adminMux() *http.ServeMux {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(p.handler.Registry(), promhttp.HandlerOpts{}))
+	p.dash.mount(mux)
 	if p.opts.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

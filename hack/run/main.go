@@ -115,7 +115,7 @@ func run() error {
 	if err := start("controller", nil, filepath.Join(bin, "slugway"), append([]string{"controller"}, controllerArgs...)...); err != nil {
 		return err
 	}
-	if err := start("proxy", nil, filepath.Join(bin, "slugway"), "proxy", "--listen", *proxyAddr, "--admin-listen", "127.0.0.1:9080", "--allow-loopback"); err != nil {
+	if err := start("proxy", nil, filepath.Join(bin, "slugway"), "proxy", "--listen", *proxyAddr, "--admin-listen", "127.0.0.1:9080", "--allow-loopback", "--dashboard"); err != nil {
 		return err
 	}
 	if err := start("skeleton-svc", []string{"SELF_URL=http://127.0.0.1:9311", "LISTEN_ADDR=127.0.0.1:9311"}, filepath.Join(bin, "skeleton-svc")); err != nil {
