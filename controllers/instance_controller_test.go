@@ -15,6 +15,7 @@ import (
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
 	"github.com/slugway/slugway/internal/testenv"
+	"github.com/slugway/slugway/kubeclient"
 	"github.com/slugway/slugway/manager"
 )
 
@@ -280,7 +281,7 @@ func TestWriteBudget(t *testing.T) {
 }
 
 func envWatch(ctx context.Context, rv string) (watch.Interface, error) {
-	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: manager.Scheme()})
+	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: kubeclient.Scheme()})
 	if err != nil {
 		return nil, err
 	}

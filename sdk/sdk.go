@@ -26,7 +26,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -36,10 +35,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	authnv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
@@ -47,6 +44,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
+	"github.com/slugway/slugway/kubeclient"
 	"github.com/slugway/slugway/registry"
 )
 
@@ -235,7 +233,7 @@ func newRegistration(opts Options) (*Registration, error) {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "slugway-sdk/" + opts.Slug
 	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme()})
+	c, err := kubeclient.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("sdk: building the Kubernetes client: %w", err)
 	}
@@ -331,26 +329,13 @@ func readNamespaceFile() string {
 	return strings.TrimSpace(string(b))
 }
 
-func scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{slugwayv1.AddToScheme, authnv1.AddToScheme} {
-		if err := add(s); err != nil {
-			panic(err)
-		}
-	}
-	return s
-}
-
 // whoAmI asks the apiserver for our own username: the identity the ownership webhook sees.
 func whoAmI(ctx context.Context, c client.Client) (string, error) {
-	review := &authnv1.SelfSubjectReview{}
-	if err := c.Create(ctx, review); err != nil {
-		return "", err
+	user, err := kubeclient.WhoAmI(ctx, c)
+	if errors.Is(err, kubeclient.ErrNoUsername) {
+		return "", permanent(err)
 	}
-	if review.Status.UserInfo.Username == "" {
-		return "", permanent(errors.New("the apiserver's SelfSubjectReview returned no username: the SDK needs an authenticated identity (a service account token or a kubeconfig user)"))
-	}
-	return review.Status.UserInfo.Username, nil
+	return user, err
 }
 
 // claim gets the slug's ServiceAccount, creating it (owned by us) when absent, and
@@ -430,17 +415,9 @@ func withOwner(refs []metav1.OwnerReference, ref metav1.OwnerReference) []metav1
 	return out
 }
 
-// heartbeat renews status.lastHeartbeat with one JSON merge patch on the status
-// subresource that holds nothing else: no read, no resourceVersion, no conflict.
-// The time is written as the API type writes it (RFC 3339, whole seconds).
+// heartbeat renews status.lastHeartbeat (see kubeclient.PatchHeartbeat: no read, no conflict).
 func (r *Registration) heartbeat(ctx context.Context) error {
-	st := slugwayv1.InstanceStatus{LastHeartbeat: new(metav1.NewTime(time.Now()))}
-	body, err := json.Marshal(map[string]any{"status": map[string]any{"lastHeartbeat": st.LastHeartbeat}})
-	if err != nil {
-		return permanent(err)
-	}
-	obj := &slugwayv1.Instance{ObjectMeta: metav1.ObjectMeta{Namespace: r.key.Namespace, Name: r.key.Name}}
-	return r.c.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, body))
+	return kubeclient.PatchHeartbeat(ctx, r.c, r.key, time.Now())
 }
 
 // keep renews the heartbeat (or checks the Instance still exists) every interval,

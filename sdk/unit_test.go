@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
+	"github.com/slugway/slugway/kubeclient"
 )
 
 func TestInstanceName(t *testing.T) {
@@ -176,7 +177,7 @@ func TestClaimRaceRereadsTheWinner(t *testing.T) {
 		wantErr bool
 	}{{"someone-else", true}, {"me", false}} {
 		t.Run(tc.winner, func(t *testing.T) {
-			c := fake.NewClientBuilder().WithScheme(scheme()).WithInterceptorFuncs(interceptor.Funcs{
+			c := fake.NewClientBuilder().WithScheme(kubeclient.Scheme()).WithInterceptorFuncs(interceptor.Funcs{
 				Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
 					if _, ok := obj.(*slugwayv1.ServiceAccount); !ok {
 						return c.Create(ctx, obj, opts...)

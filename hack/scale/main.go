@@ -55,7 +55,7 @@ import (
 	"github.com/slugway/slugway/hack/scale/scaleresult"
 	"github.com/slugway/slugway/internal/proc"
 	"github.com/slugway/slugway/internal/testenv"
-	"github.com/slugway/slugway/manager"
+	"github.com/slugway/slugway/kubeclient"
 )
 
 type config struct {
@@ -179,7 +179,7 @@ func run(c config) (*result, error) {
 	}
 	admin := rest.CopyConfig(env.Config)
 	admin.QPS, admin.Burst = -1, 0 // no client-side throttling: the harness should not be the bottleneck
-	cl, err := client.New(admin, client.Options{Scheme: manager.Scheme()})
+	cl, err := client.New(admin, client.Options{Scheme: kubeclient.Scheme()})
 	if err != nil {
 		return res, err
 	}
@@ -589,7 +589,7 @@ type tracker struct {
 }
 
 func startTracker(ctx context.Context, cfg *rest.Config) (*tracker, error) {
-	c, err := cache.New(cfg, cache.Options{Scheme: manager.Scheme(), DefaultTransform: cache.TransformStripManagedFields()})
+	c, err := cache.New(cfg, cache.Options{Scheme: kubeclient.Scheme(), DefaultTransform: cache.TransformStripManagedFields()})
 	if err != nil {
 		return nil, err
 	}

@@ -26,6 +26,7 @@ import (
 
 	"go.uber.org/zap/zapcore"
 
+	"github.com/slugway/slugway/kubeclient"
 	"github.com/slugway/slugway/manager"
 )
 
@@ -130,7 +131,7 @@ func StartWith(o Options) (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting envtest: %w", err)
 	}
-	c, err := client.New(cfg, client.Options{Scheme: manager.Scheme()})
+	c, err := client.New(cfg, client.Options{Scheme: kubeclient.Scheme()})
 	if err != nil {
 		_ = env.Stop()
 		return nil, err
