@@ -14,6 +14,7 @@ import (
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
 	"github.com/slugway/slugway/proxy/dashboard"
 	"github.com/slugway/slugway/proxy/routes"
+	"github.com/slugway/slugway/registry"
 )
 
 // dashboardSource is the dashboard's view of a proxy (dashboard.Source): slugs and
@@ -116,7 +117,7 @@ func (d *dashboardSource) Slug(name string) (dashboard.Slug, []dashboard.Instanc
 		return dashboard.Slug{}, nil, false
 	}
 	var insts slugwayv1.InstanceList
-	if err := d.p.watcher.reader.List(ctx, &insts, client.MatchingFields{instanceSlugIndex: name}); err != nil {
+	if err := d.p.watcher.reader.List(ctx, &insts, client.MatchingFields{registry.IndexSlug: name}); err != nil {
 		return dashboard.Slug{}, nil, false
 	}
 	live := d.p.handler.table.Load()
