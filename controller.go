@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/slugway/slugway/manager"
 	"github.com/slugway/slugway/netguard"
 	"github.com/slugway/slugway/registry"
+	"github.com/slugway/slugway/tracing"
 )
 
 // runController is "slugway controller": flags in, manager.New, run until signalled.
@@ -43,6 +45,8 @@ func runController(args []string) error {
 	fs.IntVar(&o.HeartbeatWriters, "heartbeat-writers", 8, "lastHeartbeat refreshes written in parallel (each a ~25ms apiserver round trip)")
 	fs.StringVar(&denyCIDRs, "deny-cidrs", strings.Join(netguard.DefaultDeny, ","), "comma-separated CIDRs instance URLs may not reach, checked at admission and at every probe's dial after DNS resolution (the SSRF guard)")
 	fs.BoolVar(&allowLoopback, "allow-loopback", false, "let instance URLs reach loopback addresses (127.0.0.0/8, ::1); for local development only")
+	var traceOpts tracing.Options
+	tracing.BindFlags(fs, &traceOpts)
 	zopts := zap.Options{}
 	zopts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -61,6 +65,14 @@ func runController(args []string) error {
 		return fmt.Errorf("no Kubernetes API to talk to: %w (set KUBECONFIG or run in a cluster)", err)
 	}
 	ctx := ctrl.SetupSignalHandler()
+	traceOpts.ServiceName = "slugway-controller"
+	tr, err := tracing.New(ctx, traceOpts, "github.com/slugway/slugway/controller")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tr.Shutdown(context.Background()) }() // exports the spans still buffered
+	tr.SetGlobal()                                           // probes' spans (package health)
+	cfg.Wrap(tr.StatusWrites)                                // status writes' spans
 	mgr, err := manager.New(ctx, cfg, o)
 	if err != nil {
 		return err

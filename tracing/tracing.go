@@ -7,11 +7,16 @@ package tracing
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/propagation"
@@ -92,4 +97,41 @@ func (t *Tracing) ForceFlush(ctx context.Context) error {
 		return nil
 	}
 	return t.provider.ForceFlush(ctx)
+}
+
+// BindFlags registers --otlp-endpoint and --trace-sampling on fs.
+func BindFlags(fs *flag.FlagSet, o *Options) {
+	fs.StringVar(&o.Endpoint, "otlp-endpoint", "", "send traces to this OTLP gRPC receiver, as a URL (http://collector:4317 for plaintext); default OTEL_EXPORTER_OTLP_ENDPOINT; with neither, tracing is off")
+	fs.Float64Var(&o.Sampling, "trace-sampling", -1, "fraction of new traces recorded, 0 to 1 (requests arriving with a traceparent follow its sampled flag); -1: OTEL_TRACES_SAMPLER/OTEL_TRACES_SAMPLER_ARG, else all")
+}
+
+// SetGlobal makes t the process's global tracer provider and propagator, which
+// libraries (and package health's probes) use. Without it they are no-ops.
+func (t *Tracing) SetGlobal() {
+	if t == nil {
+		return
+	}
+	otel.SetTracerProvider(t.provider)
+	otel.SetTextMapPropagator(t.Propagator)
+}
+
+// StatusWrites wraps an apiserver client's transport (rest.Config.Wrap) so that
+// every write of a status subresource is a client span, with the trace context
+// sent along. Other requests (watches, lists, leases) are not traced.
+func (t *Tracing) StatusWrites(rt http.RoundTripper) http.RoundTripper {
+	if t == nil {
+		return rt
+	}
+	return otelhttp.NewTransport(rt,
+		otelhttp.WithTracerProvider(t.provider),
+		otelhttp.WithPropagators(t.Propagator),
+		otelhttp.WithFilter(isStatusWrite),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+			return "status write " + r.Method
+		}),
+	)
+}
+
+func isStatusWrite(r *http.Request) bool {
+	return (r.Method == http.MethodPatch || r.Method == http.MethodPut) && strings.HasSuffix(r.URL.Path, "/status")
 }

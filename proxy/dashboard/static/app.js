@@ -163,7 +163,7 @@ function fillInstances(r, d, now) {
     tr.appendChild(st);
     tr.appendChild(el("td", "heartbeat", since(i.lastHeartbeat, now)));
     tr.appendChild(el("td", "routed", i.routed ? "yes" : "no"));
-    const ej = el("td", "ejected");
+    const ej = el("td", "until");
     const until = i.ejectedUntil ? Date.parse(i.ejectedUntil) : 0;
     if (until > now) {
       ej.appendChild(el("span", "pill ejected", new Date(until).toLocaleTimeString() +
