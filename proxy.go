@@ -4,13 +4,10 @@ import (
 	"flag"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/slugway/slugway/netguard"
 	"github.com/slugway/slugway/proxy"
 )
 
@@ -18,8 +15,7 @@ import (
 func runProxy(args []string) error {
 	fs := flag.NewFlagSet("slugway proxy", flag.ContinueOnError)
 	o := proxy.Options{}
-	var trusted, denyCIDRs string
-	var allowLoopback bool
+	var trusted string
 	fs.StringVar(&o.Listen, "listen", ":8080", "address for traffic: HTTP/1.1 and h2c (HTTP/2 with prior knowledge)")
 	fs.StringVar(&o.TLSListen, "tls-listen", ":8443", "address for HTTPS traffic (HTTP/1.1 and HTTP/2), used when --tls-cert-file and --tls-key-file are set")
 	fs.StringVar(&o.TLSCertFile, "tls-cert-file", "", "PEM certificate (chain) for HTTPS")
@@ -42,10 +38,9 @@ func runProxy(args []string) error {
 	fs.BoolVar(&o.NetHTTPOnly, "net-http-only", false, "serve every plain connection with Go's net/http server, turning off the fast HTTP/1.1 front end (for comparison, or if it misbehaves)")
 	fs.BoolVar(&o.Pprof, "pprof", false, "serve /debug/pprof/ on the admin address")
 	fs.BoolVar(&o.Dashboard, "dashboard", false, "serve the live dashboard at /dashboard/ on the admin address (it shows instance URLs: keep the admin port internal)")
-	fs.StringVar(&denyCIDRs, "deny-cidrs", strings.Join(netguard.DefaultDeny, ","), "comma-separated CIDRs the proxy never connects to, checked on every dial after DNS resolution (the SSRF guard; keep it equal to the controller's)")
-	fs.BoolVar(&allowLoopback, "allow-loopback", false, "let the proxy connect to instances on loopback addresses (127.0.0.0/8, ::1); for local development only")
-	zopts := zap.Options{}
-	zopts.BindFlags(fs)
+	com := bindCommon(fs,
+		"comma-separated CIDRs the proxy never connects to, checked on every dial after DNS resolution (the SSRF guard; keep it equal to the controller's)",
+		"let the proxy connect to instances on loopback addresses (127.0.0.0/8, ::1); for local development only")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -60,18 +55,13 @@ func runProxy(args []string) error {
 		}
 		o.TrustedProxies = append(o.TrustedProxies, p.Masked())
 	}
-	guard, err := netguard.New(splitList(denyCIDRs), allowLoopback)
+	guard, cfg, err := com.setup()
 	if err != nil {
-		return fmt.Errorf("--deny-cidrs: %w", err)
+		return err
 	}
 	o.Dial = guard.DialContext
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zopts)))
 	o.Logger = ctrl.Log.WithName("proxy")
 
-	cfg, err := ctrl.GetConfig()
-	if err != nil {
-		return fmt.Errorf("no Kubernetes API to talk to: %w (set KUBECONFIG or run in a cluster)", err)
-	}
 	ctx := ctrl.SetupSignalHandler()
 	o.Logger.Info("starting proxy", "version", version)
 	return proxy.Run(ctx, cfg, o)

@@ -28,6 +28,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -39,9 +40,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
 	"github.com/slugway/slugway/kubeclient"
@@ -140,7 +143,7 @@ type Registration struct {
 	desired  *slugwayv1.Instance
 	interval time.Duration // 0: no loop
 	beat     bool          // heartbeat mode
-	backoff  backoff
+	backoff  wait.Backoff  // the retry schedule; stepped on copies
 
 	cancel   context.CancelFunc
 	done     chan struct{}
@@ -257,7 +260,7 @@ func newRegistration(opts Options) (*Registration, error) {
 		key:     types.NamespacedName{Namespace: inst.Namespace, Name: inst.Name},
 		desired: inst,
 		beat:    opts.HealthCheck.Type == slugwayv1.HealthCheckHeartbeat,
-		backoff: backoff{initial: opts.RetryInitialDelay, max: opts.RetryMaxDelay},
+		backoff: newBackoff(opts.RetryInitialDelay, opts.RetryMaxDelay),
 	}
 	if r.log.GetSink() == nil {
 		r.log = logr.Discard()
@@ -369,39 +372,34 @@ func (r *Registration) claim(ctx context.Context, displayName string) error {
 }
 
 // upsert creates the Instance, or updates the existing one to the desired spec,
-// labels and ownerReference. An update that changes nothing writes nothing.
+// labels and ownerReference (controllerutil.CreateOrUpdate: an update that changes
+// nothing writes nothing). An Instance of that name serving another slug is a
+// permanent error; one being deleted is retried until it is gone.
 func (r *Registration) upsert(ctx context.Context) error {
-	var cur slugwayv1.Instance
-	err := r.c.Get(ctx, r.key, &cur)
-	if apierrors.IsNotFound(err) {
-		obj := r.desired.DeepCopy()
-		if err := r.c.Create(ctx, obj); err != nil {
-			return err // AlreadyExists is retried as a conflict: the next try updates
+	inst := &slugwayv1.Instance{ObjectMeta: metav1.ObjectMeta{Namespace: r.key.Namespace, Name: r.key.Name}}
+	op, err := controllerutil.CreateOrUpdate(ctx, r.c, inst, func() error {
+		if inst.ResourceVersion != "" { // it exists
+			if inst.Spec.Slug != r.slug {
+				return permanent(fmt.Errorf("instance %s already exists and serves slug %q, not %q: set Options.InstanceName to another name, or delete that instance", r.key, inst.Spec.Slug, r.slug))
+			}
+			if !inst.DeletionTimestamp.IsZero() {
+				return fmt.Errorf("instance %s is being deleted; will re-create it once it is gone", r.key)
+			}
 		}
-		r.log.Info("created instance", "instance", r.key.String())
+		inst.Spec = r.desired.Spec
+		if inst.Labels == nil {
+			inst.Labels = map[string]string{}
+		}
+		maps.Copy(inst.Labels, r.desired.Labels)
+		if len(r.desired.OwnerReferences) > 0 {
+			inst.OwnerReferences = withOwner(inst.OwnerReferences, r.desired.OwnerReferences[0])
+		}
 		return nil
+	})
+	if op == controllerutil.OperationResultCreated {
+		r.log.Info("created instance", "instance", r.key.String())
 	}
-	if err != nil {
-		return err
-	}
-	if cur.Spec.Slug != r.slug {
-		return permanent(fmt.Errorf("instance %s already exists and serves slug %q, not %q: set Options.InstanceName to another name, or delete that instance", r.key, cur.Spec.Slug, r.slug))
-	}
-	if !cur.DeletionTimestamp.IsZero() {
-		return fmt.Errorf("instance %s is being deleted; will re-create it once it is gone", r.key)
-	}
-	upd := cur.DeepCopy()
-	upd.Spec = r.desired.Spec
-	if upd.Labels == nil {
-		upd.Labels = map[string]string{}
-	}
-	for k, v := range r.desired.Labels {
-		upd.Labels[k] = v
-	}
-	if len(r.desired.OwnerReferences) > 0 {
-		upd.OwnerReferences = withOwner(upd.OwnerReferences, r.desired.OwnerReferences[0])
-	}
-	return r.c.Update(ctx, upd)
+	return err // AlreadyExists (a create race) is retried: the next try updates
 }
 
 // withOwner replaces any Pod ownerReference with ref and keeps the others.
@@ -425,7 +423,7 @@ func (r *Registration) heartbeat(ctx context.Context) error {
 // retried sooner, with backoff; nothing here ends the service.
 func (r *Registration) keep(ctx context.Context) {
 	defer close(r.done)
-	fails := 0
+	fails, b := 0, r.backoff
 	delay := jitter(r.interval)
 	for {
 		select {
@@ -438,13 +436,13 @@ func (r *Registration) keep(ctx context.Context) {
 			return
 		}
 		if err == nil {
-			fails = 0
+			fails, b = 0, r.backoff
 			delay = jitter(r.interval)
 			continue
 		}
 		fails++
 		r.log.Error(err, "keeping the registration alive failed; will retry", "instance", r.key.String(), "attempt", fails)
-		delay = min(r.backoff.delay(fails), jitter(r.interval))
+		delay = min(b.Step(), jitter(r.interval))
 	}
 }
 

@@ -158,11 +158,12 @@ func TestIsTransient(t *testing.T) {
 }
 
 func TestBackoffGrowsAndIsCapped(t *testing.T) {
-	b := backoff{initial: 100 * time.Millisecond, max: time.Second}
-	for attempt, hi := range map[int]time.Duration{1: 100 * time.Millisecond, 2: 200 * time.Millisecond, 3: 400 * time.Millisecond, 10: time.Second} {
-		for range 50 {
-			if d := b.delay(attempt); d < hi/2 || d > hi {
-				t.Fatalf("attempt %d: delay %s outside [%s, %s]", attempt, d, hi/2, hi)
+	for range 50 {
+		b := newBackoff(100*time.Millisecond, time.Second)
+		for attempt := 1; attempt <= 10; attempt++ {
+			lo := min(100*time.Millisecond<<(attempt-1), time.Second)
+			if d := b.Step(); d < lo || d > lo+lo/10 {
+				t.Fatalf("attempt %d: delay %s outside [%s, %s]", attempt, d, lo, lo+lo/10)
 			}
 		}
 	}

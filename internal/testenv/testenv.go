@@ -122,7 +122,11 @@ func StartWith(o Options) (*Env, error) {
 			}
 		}
 		env.ControlPlane.Etcd = &envtest.Etcd{DataDir: etcdDir}
-		env.ControlPlane.APIServer = &envtest.APIServer{CertDir: certDir, SecurePort: o.APIServerPort}
+		env.ControlPlane.APIServer = &envtest.APIServer{CertDir: certDir}
+		if o.APIServerPort != 0 {
+			env.ControlPlane.APIServer.SecureServing.Address = "127.0.0.1"
+			env.ControlPlane.APIServer.SecureServing.Port = strconv.Itoa(o.APIServerPort)
+		}
 	}
 	if webhooks {
 		env.WebhookInstallOptions = envtest.WebhookInstallOptions{Paths: []string{filepath.Join(root, "config", "webhook")}}
