@@ -30,6 +30,7 @@ func runProxy(args []string) error {
 	fs.DurationVar(&o.UpstreamIdleTimeout, "upstream-idle-timeout", 90*time.Second, "close idle connections to instances after this long")
 	fs.DurationVar(&o.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "limit on reading a request's headers")
 	fs.IntVar(&o.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request header block accepted (larger: 431)")
+	fs.IntVar(&o.MaxResponseHeaderBytes, "max-response-header-bytes", 64<<10, "largest response head accepted from an instance, 1xx heads each (larger: 502)")
 	fs.Int64Var(&o.MaxRequestBodyBytes, "max-request-body-bytes", 0, "largest request body accepted (larger: 413; 0: no limit)")
 	fs.IntVar(&o.MaxRetries, "max-retries", 2, "further instances a failed request may be sent to (-1: none)")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long to wait for requests in flight")

@@ -37,7 +37,7 @@ func newMetrics() *metrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"slug"}),
 		upstreamErr: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "slugway_proxy_upstream_errors_total", Help: "Failed attempts to get a response from an instance, by slug and kind (dial, reset, timeout, other).",
+			Name: "slugway_proxy_upstream_errors_total", Help: "Failed attempts to get a response from an instance, by slug and kind (dial, reset, timeout, other; stale: a pooled connection the instance had closed, replaced by a fresh one).",
 		}, []string{"slug", "kind"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "slugway_proxy_retries_total", Help: "Requests sent again to another instance, by slug.",
@@ -60,7 +60,7 @@ func newMetrics() *metrics {
 		}),
 		handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "slugway_proxy_net_http_handoffs_total",
-			Help: "Client connections the fast HTTP/1.1 front end handed to net/http, by reason (the request was not plain HTTP/1.1, its body was large, its path was invalid, or its route was not a plain http:// one).",
+			Help: "Client connections the fast HTTP/1.1 front end handed to net/http, by reason (the request was not plain HTTP/1.1, its body was large, or its route was not a plain http:// one).",
 		}, []string{"reason"}),
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.upstreamErr, m.retries, m.ejections, m.endpoints, m.builds, m.propagation, m.tableSlugs, m.handoffs,

@@ -44,6 +44,9 @@ type Options struct {
 	ReadHeaderTimeout time.Duration
 	// MaxHeaderBytes bounds the request headers (then 431). Default 64 KiB.
 	MaxHeaderBytes int
+	// MaxResponseHeaderBytes bounds an instance's response head, on every path
+	// (the upstream client and the Transports; then 502). Default 64 KiB.
+	MaxResponseHeaderBytes int
 	// MaxRequestBodyBytes bounds request bodies (then 413). 0, the default, means no limit.
 	MaxRequestBodyBytes int64
 	// MaxIdleConnsPerHost is the keep-alive pool per instance. Default 512.
@@ -118,6 +121,9 @@ func (o *Options) defaults() {
 	set(&o.DrainTimeout, 30*time.Second)
 	if o.MaxHeaderBytes == 0 {
 		o.MaxHeaderBytes = 64 << 10
+	}
+	if o.MaxResponseHeaderBytes <= 0 {
+		o.MaxResponseHeaderBytes = 64 << 10
 	}
 	if o.MaxIdleConnsPerHost == 0 {
 		o.MaxIdleConnsPerHost = 512

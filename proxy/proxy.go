@@ -1,9 +1,31 @@
-// Package proxy is slugway's data plane. It watches Instances and ServiceAccounts,
-// turns them into a route table (package routes), and routes /<slug>/... to the
-// slug's healthy instances, path unchanged.
+// Package proxy is slugway's data plane. It watches Instances and
+// ServiceAccounts, turns them into a route table (package routes), and routes
+// /<slug>/... to the slug's healthy instances, path unchanged.
 //
-// One file, one job: watch.go feeds the table, handler.go answers requests,
-// forward.go talks to instances, balancer.go picks them, metrics.go counts,
+// Two servers parse requests: the front end (front.go, front_conn.go), which
+// serves plain HTTP/1.1 from the raw bytes, and net/http (server_nethttp.go)
+// for everything else: HTTP/2, h2c, TLS, upgrades, HTTP/1.0, streamed bodies.
+// Each fills a request (request.go) and a responder, and hands them to the
+// one pipeline (pipeline.go), whose steps are files:
+//
+//   - route.go: the route lookup (slugpath parses the target; the live
+//     table is read without a lock), or the proxy's own answer;
+//   - pipeline.go: limits, then forward: one attempt per backend;
+//   - balancer.go: backends, p2c or round-robin picks, passive ejection;
+//   - retry.go: whether a failed attempt goes to another backend, and the
+//     retry budget;
+//   - upstream_client.go: the one HTTP/1.1 client to http:// instances,
+//     on connections from upstream_pool.go (liveness checks in alive_*.go);
+//     transport.go: net/http's Transport where it must be (h2c and https
+//     instances, upgrades in upgrade.go);
+//   - headers.go: the header policy both ways;
+//   - relay.go: the response back to the client (front_responder.go writes
+//     bytes, server_nethttp.go a ResponseWriter);
+//   - errors.go: every answer the proxy gives itself, and how failures are
+//     classified;
+//   - observe.go: metrics (metrics.go) and the access log, once per request.
+//
+// watch.go feeds the route table, handler.go binds it to live backends,
 // and this file runs the servers.
 package proxy
 
@@ -236,14 +258,6 @@ func (p *Proxy) adminMux() *http.ServeMux {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	return mux
-}
-
-// closeUpgraded closes upgraded (WebSocket) connections, which Shutdown does not track.
-func (h *Handler) closeUpgraded() {
-	h.hijacked.Range(func(k, _ any) bool {
-		k.(net.Conn).Close()
-		return true
-	})
 }
 
 // logWriter sends net/http's own log lines (TLS handshake errors and such) to logr.

@@ -103,7 +103,8 @@ type Options struct {
 	Resync time.Duration
 
 	// RetryInitialDelay and RetryMaxDelay bound the exponential backoff between
-	// retries of transient failures. Defaults 200ms and 10s.
+	// retries of transient failures (each delay plus up to 10% jitter). Defaults
+	// 200ms and 10s.
 	RetryInitialDelay, RetryMaxDelay time.Duration
 
 	// Config are the credentials. Default: controller-runtime's config.GetConfig(),
