@@ -55,6 +55,7 @@ type responder interface {
 func (h *Handler) pipeline(req *request, res routed, rw responder) (abort bool) {
 	var code int
 	sm := res.sm
+	h.startTrace(req, res)
 	switch {
 	case res.rt == nil:
 		var extra []wire.Field
@@ -85,6 +86,7 @@ func (h *Handler) forward(req *request, rt *liveRoute, rw responder) (code int, 
 	var kind errKind
 	done := false
 	rt.tryEach(h.opts.LBPolicy, func(b *backend, attempt int) (again bool) {
+		req.trace.attempt(b)
 		var started bool // the response began: it cannot be replaced by another
 		var err error
 		if b.pool != nil && pooled(req) {
@@ -111,6 +113,7 @@ func (h *Handler) forward(req *request, rt *liveRoute, rw responder) (code int, 
 			code = writeError(rw, http.StatusBadRequest, "reading the request body failed", rt.slug)
 		default:
 			done = false
+			req.trace.failure(b, kind, ejects(kind))
 			return h.failed(rt, b, kind, attempt, err, req.replayable() && req.ctx.Err() == nil, req.idempotent)
 		}
 		return false

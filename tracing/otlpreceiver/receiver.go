@@ -129,3 +129,10 @@ func (r *Receiver) Wait(ctx context.Context, match func(Span) bool) (Span, bool)
 		}
 	}
 }
+
+// Reset forgets the spans received so far.
+func (r *Receiver) Reset() {
+	r.mu.Lock()
+	r.spans = nil
+	r.mu.Unlock()
+}
