@@ -17,13 +17,18 @@ import (
 func runProxy(args []string) error {
 	fs := flag.NewFlagSet("slugway proxy", flag.ContinueOnError)
 	o := proxy.Options{}
-	var trusted string
+	var trusted, upgrades string
 	fs.StringVar(&o.Listen, "listen", ":8080", "address for traffic: HTTP/1.1 and h2c (HTTP/2 with prior knowledge)")
 	fs.StringVar(&o.TLSListen, "tls-listen", ":8443", "address for HTTPS traffic (HTTP/1.1 and HTTP/2), used when --tls-cert-file and --tls-key-file are set")
 	fs.StringVar(&o.TLSCertFile, "tls-cert-file", "", "PEM certificate (chain) for HTTPS")
 	fs.StringVar(&o.TLSKeyFile, "tls-key-file", "", "PEM private key for HTTPS")
 	fs.StringVar(&o.AdminListen, "admin-listen", ":9080", "address of /healthz, /readyz and /metrics")
-	fs.StringVar(&trusted, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For/-Proto/-Host headers are kept (default: none)")
+	fs.StringVar(&trusted, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-*, Forwarded, X-Real-IP and other client-identity headers are kept (default: none; from other peers they are removed or replaced, see docs/security.md)")
+	fs.StringVar(&upgrades, "allowed-upgrades", "websocket", "comma-separated protocols an HTTP/1.1 Upgrade may switch to (never h2c); other upgrades are forwarded as plain requests, without Upgrade")
+	fs.IntVar(&o.MaxConnsPerInstance, "max-conns-per-instance", 0, "most connections (requests in flight) to one instance; over it, 503 with Retry-After (0: no cap)")
+	fs.IntVar(&o.MaxClientConns, "max-client-conns", 0, "most client connections served at once per listener; more wait in the listen backlog (0: no cap)")
+	fs.DurationVar(&o.BodyIdleTimeout, "body-idle-timeout", 30*time.Second, "longest pause between two reads of a streamed request body (one over 64 KiB, or chunked)")
+	fs.IntVar(&o.MaxHeaderCount, "max-header-count", 100, "most request header fields accepted (more: 431)")
 	fs.StringVar(&o.LBPolicy, "lb-policy", proxy.PolicyP2C, "load balancing: p2c (power of two choices on requests in flight) or round-robin")
 	fs.DurationVar(&o.DialTimeout, "dial-timeout", 2*time.Second, "timeout for connecting to an instance")
 	fs.DurationVar(&o.ResponseHeaderTimeout, "response-header-timeout", 30*time.Second, "how long to wait for an instance's response headers before answering 504")
@@ -59,6 +64,10 @@ func runProxy(args []string) error {
 			}
 		}
 		o.TrustedProxies = append(o.TrustedProxies, p.Masked())
+	}
+	o.AllowedUpgrades = splitList(upgrades)
+	if o.AllowedUpgrades == nil {
+		o.AllowedUpgrades = []string{} // none allowed (nil would mean the default)
 	}
 	guard, cfg, err := com.setup()
 	if err != nil {

@@ -3,10 +3,12 @@ package proxy
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
 	"sync/atomic"
 	"time"
 
+	"github.com/slugway/slugway/proxy/framing"
 	"github.com/slugway/slugway/proxy/wire"
 )
 
@@ -44,8 +46,16 @@ func (fc *frontConn) serve() {
 		if !fc.readHead() {
 			return
 		}
+		if e := fc.req.Reject; e != nil {
+			fc.refuse(e)
+			return
+		}
 		if fc.req.Unusual != "" {
 			fc.handoff(fc.req.Unusual)
+			return
+		}
+		if len(fc.req.Fields) > fc.f.h.opts.MaxHeaderCount {
+			fc.handoff("header count") // net/http's side answers 431
 			return
 		}
 		if !fc.serveOne() || fc.pr.close || fc.f.closing.Load() {
@@ -171,14 +181,38 @@ func (fc *frontConn) serveOne() bool {
 	return !abort
 }
 
+// refuse answers a head wire refused (ambiguous framing or syntax: see
+// wire.RequestError) with its status, and the connection closes after it:
+// nothing after the head is read as a request.
+func (fc *frontConn) refuse(e *wire.RequestError) {
+	h := fc.f.h
+	pr := &fc.pr
+	pr.method, pr.rawTarget, pr.close, pr.start = fc.req.Method, fc.req.Target, true, time.Now()
+	h.countRefused(e)
+	if writeError(fc, e.Status, "refused: "+e.Reason+" (RFC 9112)", "") == codeClientGone {
+		return
+	}
+	// As net/http does: half-close, then read what the client still sends for
+	// a moment before closing, so that the close does not reset the connection
+	// before the client has read the answer.
+	if cw, ok := fc.c.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		_ = fc.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		_, _ = io.Copy(io.Discard, io.LimitReader(fc.c, 256<<10))
+	}
+}
+
 // handoff gives the connection, from the start of the current request, to
-// net/http. why is a fixed string (a metric label).
+// net/http, behind a framing.Conn that holds its later requests to the same
+// rules. why is a fixed string (a metric label).
 func (fc *frontConn) handoff(why string) {
-	fc.f.h.metrics.handoffs.WithLabelValues(why).Inc()
+	h := fc.f.h
+	h.metrics.handoffs.WithLabelValues(why).Inc()
 	fc.handedOff = true
 	fc.f.untrack(fc)
 	_ = fc.c.SetDeadline(time.Time{})
-	fc.f.slow.push(&prefixConn{Conn: fc.c, pre: bytes.Clone(fc.buf[fc.r:fc.w])})
+	c := framing.NewConn(&prefixConn{Conn: fc.c, pre: bytes.Clone(fc.buf[fc.r:fc.w])}, framing.MaxHead(h.opts.MaxHeaderBytes))
+	c.OnRefuse = h.countRefused
+	fc.f.slow.push(c)
 }
 
 // watch starts the timer that, if the instance is slow, watches the client.

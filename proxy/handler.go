@@ -12,6 +12,7 @@ import (
 
 	"github.com/slugway/slugway/proxy/dashboard"
 	"github.com/slugway/slugway/proxy/routes"
+	"github.com/slugway/slugway/proxy/wire"
 )
 
 // Handler is the data plane: it routes /<slug>/... to the slug's instances
@@ -164,4 +165,10 @@ func (h *Handler) trusted(remoteIP string) bool {
 		}
 	}
 	return false
+}
+
+// countRefused counts a request head refused for its framing or syntax, on
+// either server (the front end, or a framing.Conn in front of net/http).
+func (h *Handler) countRefused(e *wire.RequestError) {
+	h.metrics.refused.WithLabelValues(e.Reason).Inc()
 }

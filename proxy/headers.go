@@ -35,6 +35,8 @@ const (
 	fieldExpect
 	fieldIdempotencyKey
 	fieldDate
+	fieldXRealIP  // replaced by the peer's address unless it is a trusted proxy
+	fieldClientID // client-identity and path-override fields: dropped unless from a trusted proxy
 )
 
 // hop reports whether fields of this kind are for one connection only.
@@ -54,13 +56,36 @@ var specialFields = [...]struct {
 	{"x-forwarded-for", fieldXFF}, {"x-forwarded-proto", fieldXFP}, {"x-forwarded-host", fieldXFH},
 	{"forwarded", fieldForwarded}, {"expect", fieldExpect}, {"idempotency-key", fieldIdempotencyKey},
 	{"date", fieldDate},
+	// HTTP2-Settings belongs to an h2c upgrade, which is never forwarded
+	// (RFC 9113 3.2 makes it hop-by-hop).
+	{"http2-settings", fieldHop},
+	// What some instances or frameworks read as the client's address, scheme,
+	// port or path (docs/security.md, "Client-identity and path-override
+	// headers"): a client must not be able to set them.
+	{"x-real-ip", fieldXRealIP},
+	{"true-client-ip", fieldClientID}, {"cf-connecting-ip", fieldClientID}, {"x-client-ip", fieldClientID},
+	{"x-cluster-client-ip", fieldClientID}, {"x-forwarded-port", fieldClientID}, {"x-forwarded-prefix", fieldClientID},
+	{"x-forwarded-ssl", fieldClientID}, {"x-forwarded-scheme", fieldClientID}, {"x-original-url", fieldClientID},
+	{"x-rewrite-url", fieldClientID},
 }
+
+// specialByLen holds specialFields by name length: a lookup compares only
+// names of the field's length (most fields have none, or one or two).
+var specialByLen = func() (t [24][]int) {
+	for i, f := range specialFields {
+		t[len(f.name)] = append(t[len(f.name)], i)
+	}
+	return t
+}()
 
 // fieldKindOf classifies a header field name, case-insensitively.
 func fieldKindOf(k string) fieldKind {
-	for _, f := range specialFields {
-		if len(f.name) == len(k) && wire.EqualFold(k, f.name) {
-			return f.kind
+	if len(k) >= len(specialByLen) {
+		return fieldOther
+	}
+	for _, i := range specialByLen[len(k)] {
+		if wire.EqualFold(k, specialFields[i].name) {
+			return specialFields[i].kind
 		}
 	}
 	return fieldOther
@@ -76,15 +101,17 @@ type headerSink interface {
 
 // rewriteRequestHeader is the request-header policy. It passes the client's
 // fields to out, less hop-by-hop ones and those its Connection field names, and
-// less the X-Forwarded-* and Forwarded fields unless the peer is a trusted
-// proxy; then it adds TE: trailers (when asked for), the upgrade's fields, and
-// X-Forwarded-For/-Proto/-Host. Host, Content-Length and Transfer-Encoding are
+// less the X-Forwarded-*, Forwarded, X-Real-IP and other client-identity and
+// path-override fields (fieldClientID) unless the peer is a trusted proxy;
+// then it adds TE: trailers (when asked for), the upgrade's fields,
+// X-Forwarded-For/-Proto/-Host and X-Real-IP (the peer's address). Host, Content-Length and Transfer-Encoding are
 // the caller's. Field names are matched case-insensitively, so fields may come
 // canonicalized (net/http) or as sent (the front end).
 func (h *Handler) rewriteRequestHeader(req *request, out headerSink) error {
 	trusted := h.trusted(req.remoteIP)
 	keepProto := trusted && req.hasXFP
 	keepHost := trusted && req.hasXFH
+	keepRealIP := trusted && req.hasXRealIP
 	ua := false
 	for _, f := range req.fields {
 		k, v := f.Name, f.Value
@@ -105,8 +132,12 @@ func (h *Handler) rewriteRequestHeader(req *request, out headerSink) error {
 			if !keepHost {
 				continue
 			}
-		case fieldForwarded:
+		case fieldForwarded, fieldClientID:
 			if !trusted {
+				continue
+			}
+		case fieldXRealIP:
+			if !keepRealIP {
 				continue
 			}
 		default:
@@ -149,6 +180,9 @@ func (h *Handler) rewriteRequestHeader(req *request, out headerSink) error {
 	}
 	if !keepHost {
 		out.field("X-Forwarded-Host", req.host)
+	}
+	if !keepRealIP {
+		out.field("X-Real-Ip", req.remoteIP)
 	}
 	return nil
 }

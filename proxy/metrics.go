@@ -24,6 +24,7 @@ type metrics struct {
 	propagation prometheus.Histogram
 	tableSlugs  prometheus.Gauge
 	handoffs    *prometheus.CounterVec
+	refused     *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -62,8 +63,12 @@ func newMetrics() *metrics {
 			Name: "slugway_proxy_net_http_handoffs_total",
 			Help: "Client connections the fast HTTP/1.1 front end handed to net/http, by reason (the request was not plain HTTP/1.1, its body was large, or its route was not a plain http:// one).",
 		}, []string{"reason"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "slugway_proxy_refused_requests_total",
+			Help: "Request heads refused for ambiguous framing or syntax (answered 400 or 501, connection closed), by reason, on either server.",
+		}, []string{"reason"}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.upstreamErr, m.retries, m.ejections, m.endpoints, m.builds, m.propagation, m.tableSlugs, m.handoffs,
+	m.reg.MustRegister(m.refused, m.requests, m.duration, m.upstreamErr, m.retries, m.ejections, m.endpoints, m.builds, m.propagation, m.tableSlugs, m.handoffs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

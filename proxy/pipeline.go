@@ -85,7 +85,13 @@ func (h *Handler) serve(req *request, rt *liveRoute, rw responder) (code int, ab
 func (h *Handler) forward(req *request, rt *liveRoute, rw responder) (code int, abort bool) {
 	var kind errKind
 	done := false
+	full, tried := 0, 0
 	rt.tryEach(h.opts.LBPolicy, func(b *backend, attempt int) (again bool) {
+		if max := h.opts.MaxConnsPerInstance; max > 0 && b.inflight.Load() > int64(max) {
+			full++ // --max-conns-per-instance: this one has no room (tryEach counted us in)
+			return true
+		}
+		tried++
 		req.trace.attempt(b)
 		var started bool // the response began: it cannot be replaced by another
 		var err error
@@ -120,6 +126,11 @@ func (h *Handler) forward(req *request, rt *liveRoute, rw responder) (code int, 
 	})
 	if done {
 		return code, abort
+	}
+	if tried == 0 && full > 0 {
+		rt.m.upstreamError("instance-full")
+		return writeError(rw, http.StatusServiceUnavailable, "every instance is at --max-conns-per-instance", rt.slug,
+			wire.Field{Name: "Retry-After", Value: "1"}), false
 	}
 	if kind == errTimeout {
 		return writeError(rw, http.StatusGatewayTimeout, "upstream timed out", rt.slug), false

@@ -44,7 +44,10 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 	"k8s.io/client-go/rest"
+
+	"github.com/slugway/slugway/proxy/framing"
 )
 
 // Proxy is a running data plane: the watcher, the handler and its servers.
@@ -161,6 +164,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	newServer := func() *http.Server {
 		return &http.Server{
 			Handler:           p.handler,
+			ConnContext:       framing.ConnContext, // the TLS state of HTTP/1.x over TLS (framing.TLSListener)
 			ReadHeaderTimeout: o.ReadHeaderTimeout,
 			IdleTimeout:       o.IdleTimeout,
 			MaxHeaderBytes:    o.MaxHeaderBytes,
@@ -171,18 +175,37 @@ func (p *Proxy) Run(ctx context.Context) error {
 	plain := newServer()
 	servers := []*http.Server{plain}
 	var fe *front
-	plainLn := p.ln
+	ln, tlsLn := p.ln, p.tlsLn
+	if o.MaxClientConns > 0 { // --max-client-conns: further connections wait in the backlog
+		ln = netutil.LimitListener(ln, o.MaxClientConns)
+		if tlsLn != nil {
+			tlsLn = netutil.LimitListener(tlsLn, o.MaxClientConns)
+		}
+	}
+	maxHead := framing.MaxHead(o.MaxHeaderBytes)
+	// Every HTTP/1.x connection net/http serves gets the front end's framing
+	// rules (package framing): the handed-off ones (front.handoff), the plain
+	// ones without the front end, and those over TLS.
+	var plainLn net.Listener = &framing.Listener{Listener: ln, MaxHead: maxHead, OnRefuse: p.handler.countRefused}
 	if p.fastFront() {
 		// The fast front end accepts the connections and hands net/http those it does not serve.
 		slow := newChanListener(p.ln.Addr())
 		fe, plainLn = newFront(p.handler, slow), slow
-		go func() { errc <- serveErr("traffic", fe.serve(p.ln)) }()
+		go func() { errc <- serveErr("traffic", fe.serve(ln)) }()
 	}
 	go func() { errc <- serveErr("traffic", plain.Serve(plainLn)) }()
-	if p.tlsLn != nil {
+	if tlsLn != nil {
 		s := newServer()
 		servers = append(servers, s)
-		go func() { errc <- serveErr("TLS traffic", s.ServeTLS(p.tlsLn, o.TLSCertFile, o.TLSKeyFile)) }()
+		if cert, err := tls.LoadX509KeyPair(o.TLSCertFile, o.TLSKeyFile); err != nil {
+			errc <- fmt.Errorf("loading the TLS certificate: %w", err)
+		} else {
+			// The proxy terminates TLS itself (framing.TLSListener) so that
+			// HTTP/1.x over TLS is checked like plaintext; h2 goes to net/http as is.
+			cfg := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
+			tl := framing.NewTLSListener(tlsLn, cfg, maxHead, o.ReadHeaderTimeout, p.handler.countRefused)
+			go func() { errc <- serveErr("TLS traffic", s.Serve(tl)) }()
+		}
 	}
 	p.log.Info("proxy listening", "addr", p.Addr(), "tls", p.TLSAddr(), "admin", p.AdminAddr(), "lbPolicy", o.LBPolicy)
 

@@ -33,6 +33,7 @@ type request struct {
 	fields         []wire.Field
 	conn, te, xff  []string // the Connection, TE and X-Forwarded-For values
 	hasXFP, hasXFH bool     // X-Forwarded-Proto / -Host present
+	hasXRealIP     bool     // X-Real-IP present
 	expect         bool     // an Expect field
 	trailers       bool     // it declares request trailers (net/http)
 	idempotent     bool     // it may be sent again after it may have reached an instance
@@ -59,7 +60,7 @@ type request struct {
 // pass over them.
 func (r *request) scan() {
 	r.conn, r.te, r.xff = r.conn[:0], r.te[:0], r.xff[:0]
-	r.hasXFP, r.hasXFH, r.expect = false, false, false
+	r.hasXFP, r.hasXFH, r.hasXRealIP, r.expect = false, false, false, false
 	r.idempotent = safeMethod(r.method)
 	for _, f := range r.fields {
 		switch fieldKindOf(f.Name) {
@@ -73,6 +74,8 @@ func (r *request) scan() {
 			r.hasXFP = true
 		case fieldXFH:
 			r.hasXFH = true
+		case fieldXRealIP:
+			r.hasXRealIP = true
 		case fieldExpect:
 			r.expect = true
 		case fieldIdempotencyKey:

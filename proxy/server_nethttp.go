@@ -2,10 +2,14 @@ package proxy
 
 import (
 	"context"
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/slugway/slugway/proxy/framing"
+	"github.com/slugway/slugway/proxy/limits"
 	"github.com/slugway/slugway/proxy/wire"
 )
 
@@ -17,6 +21,11 @@ import (
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := h.newRequest(w, r)
 	hr := &httpResponder{w: w, r: r}
+	if len(req.fields) > h.opts.MaxHeaderCount {
+		h.pipeline(req, routed{sm: h.unknown, code: http.StatusRequestHeaderFieldsTooLarge,
+			msg: "too many header fields: the limit is " + strconv.Itoa(h.opts.MaxHeaderCount)}, hr)
+		return
+	}
 	if h.opts.RequestTimeout > 0 && req.upgrade == "" {
 		var cancel context.CancelFunc
 		req.ctx, cancel = context.WithTimeout(req.ctx, h.opts.RequestTimeout)
@@ -37,8 +46,8 @@ func (h *Handler) newRequest(w http.ResponseWriter, r *http.Request) *request {
 		proto:         r.Proto,
 		remote:        r.RemoteAddr,
 		remoteIP:      remoteIP(r.RemoteAddr),
-		tls:           r.TLS != nil,
-		upgrade:       upgradeType(r),
+		tls:           framing.TLSState(r.Context(), r.TLS) != nil,
+		upgrade:       h.allowedUpgrade(upgradeType(r)),
 		trailers:      r.Trailer != nil,
 		start:         time.Now(),
 		contentLength: r.ContentLength,
@@ -59,6 +68,10 @@ func (h *Handler) newRequest(w http.ResponseWriter, r *http.Request) *request {
 		rc := r.Body
 		if h.opts.MaxRequestBodyBytes > 0 {
 			rc = http.MaxBytesReader(w, rc, h.opts.MaxRequestBodyBytes)
+		}
+		if r.ContentLength < 0 || r.ContentLength > maxFastBody {
+			// A streamed body: every read must come within BodyIdleTimeout.
+			rc = idleBody{&limits.IdleReader{R: rc, Idle: h.opts.BodyIdleTimeout, SetDeadline: http.NewResponseController(w).SetReadDeadline}, rc}
 		}
 		req.stream = &trackedBody{rc: rc}
 	}
@@ -168,3 +181,11 @@ func isEventStream(h http.Header) bool {
 	ct := h["Content-Type"]
 	return len(ct) > 0 && strings.HasPrefix(ct[0], "text/event-stream")
 }
+
+// idleBody is a streamed request body read through a limits.IdleReader.
+type idleBody struct {
+	*limits.IdleReader
+	c io.Closer
+}
+
+func (b idleBody) Close() error { return b.c.Close() }

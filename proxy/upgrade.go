@@ -23,6 +23,23 @@ func upgradeType(r *http.Request) string {
 
 var connUpgrade = []string{"Upgrade"}
 
+// allowedUpgrade returns up if --allowed-upgrades names it (h2c never: an h2c
+// upgrade would hand the instance a connection the proxy cannot follow), else
+// "": the request is forwarded as a plain one, without Upgrade (hop-by-hop,
+// so dropped with Connection's other tokens), which RFC 9110 7.8 lets a
+// server do; the instance answers it as the plain request it also is.
+func (h *Handler) allowedUpgrade(up string) string {
+	if up == "" || strings.EqualFold(up, "h2c") {
+		return ""
+	}
+	for _, a := range h.opts.AllowedUpgrades {
+		if strings.EqualFold(a, up) {
+			return up
+		}
+	}
+	return ""
+}
+
 // switchProtocols completes an upgrade (WebSocket): it hands the client's
 // connection over and copies bytes both ways until either side closes.
 func (h *Handler) switchProtocols(hr *httpResponder, resp *http.Response, upgrade string) int {

@@ -46,6 +46,9 @@ type Conn struct {
 	// Refused is the refused head's error, once one was refused.
 	Refused *wire.RequestError
 
+	// OnRefuse, when set, is called once with the refused head's error.
+	OnRefuse func(*wire.RequestError)
+
 	tls *tls.ConnectionState // set by TLSListener
 }
 
@@ -184,6 +187,9 @@ func (c *Conn) check() bool {
 	}
 	if e := c.req.Reject; e != nil {
 		c.Refused = e
+		if c.OnRefuse != nil {
+			c.OnRefuse(e)
+		}
 		c.buf, c.pass = nil, 0
 		c.standIn = standIn400
 		if e.Status == 501 {
@@ -225,7 +231,8 @@ func (c *Conn) CloseWrite() error {
 // Listener wraps every connection a plaintext listener accepts in a Conn.
 type Listener struct {
 	net.Listener
-	MaxHead int
+	MaxHead  int
+	OnRefuse func(*wire.RequestError)
 }
 
 // Accept returns the next connection, wrapped.
@@ -234,7 +241,9 @@ func (l *Listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewConn(c, l.MaxHead), nil
+	fc := NewConn(c, l.MaxHead)
+	fc.OnRefuse = l.OnRefuse
+	return fc, nil
 }
 
 // MaxHead is the head limit to give a Conn in front of an http.Server with

@@ -6,6 +6,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/slugway/slugway/proxy/wire"
 )
 
 // TLSListener terminates TLS itself, so that HTTP/1.x over TLS can be checked
@@ -22,13 +24,16 @@ type TLSListener struct {
 	ch   chan net.Conn
 	done chan struct{}
 	once sync.Once
+
+	onRefuse func(*wire.RequestError)
 }
 
 // NewTLSListener starts accepting on ln. cfg must list "h2" and "http/1.1" in
 // NextProtos for HTTP/2. Handshakes run concurrently, each bounded by
 // handshakeTimeout, so a client that stalls its handshake holds up no other.
-func NewTLSListener(ln net.Listener, cfg *tls.Config, maxHead int, handshakeTimeout time.Duration) *TLSListener {
-	l := &TLSListener{ln: ln, cfg: cfg, maxHead: maxHead, timeout: handshakeTimeout, ch: make(chan net.Conn), done: make(chan struct{})}
+// onRefuse (may be nil) is the Conns' OnRefuse.
+func NewTLSListener(ln net.Listener, cfg *tls.Config, maxHead int, handshakeTimeout time.Duration, onRefuse func(*wire.RequestError)) *TLSListener {
+	l := &TLSListener{ln: ln, cfg: cfg, maxHead: maxHead, timeout: handshakeTimeout, onRefuse: onRefuse, ch: make(chan net.Conn), done: make(chan struct{})}
 	go l.acceptLoop()
 	return l
 }
@@ -69,7 +74,7 @@ func (l *TLSListener) handshake(c net.Conn) {
 	var out net.Conn = tc
 	if st := tc.ConnectionState(); st.NegotiatedProtocol != "h2" {
 		fc := NewConn(tc, l.maxHead)
-		fc.tls = &st
+		fc.tls, fc.OnRefuse = &st, l.onRefuse
 		out = fc
 	}
 	select {

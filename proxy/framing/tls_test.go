@@ -41,7 +41,7 @@ func TestTLSListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{testCert(t)}, NextProtos: []string{"h2", "http/1.1"}}
-	tl := framing.NewTLSListener(ln, cfg, 64<<10, 5*time.Second)
+	tl := framing.NewTLSListener(ln, cfg, 64<<10, 5*time.Second, nil)
 	var protos http.Protocols
 	protos.SetHTTP1(true)
 	protos.SetHTTP2(true)
