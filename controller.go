@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"os"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/slugway/slugway/manager"
 	"github.com/slugway/slugway/registry"
+	"github.com/slugway/slugway/tracing"
 )
 
 // runController is "slugway controller": flags in, manager.New, run until signalled.
@@ -40,6 +42,8 @@ func runController(args []string) error {
 	com := bindCommon(fs,
 		"comma-separated CIDRs instance URLs may not reach, checked at admission and at every probe's dial after DNS resolution (the SSRF guard)",
 		"let instance URLs reach loopback addresses (127.0.0.0/8, ::1); for local development only")
+	var traceOpts tracing.Options
+	tracing.BindFlags(fs, &traceOpts)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -51,6 +55,14 @@ func runController(args []string) error {
 	o.CheckURL, o.Dial = guard.CheckURL, guard.DialContext
 
 	ctx := ctrl.SetupSignalHandler()
+	traceOpts.ServiceName = "slugway-controller"
+	tr, err := tracing.New(ctx, traceOpts, "github.com/slugway/slugway/controller")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tr.Shutdown(context.Background()) }() // exports the spans still buffered
+	tr.SetGlobal()                                           // probes' spans (package health)
+	cfg.Wrap(tr.StatusWrites)                                // status writes' spans
 	mgr, err := manager.New(ctx, cfg, o)
 	if err != nil {
 		return err

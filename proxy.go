@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"net/netip"
@@ -9,6 +10,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/slugway/slugway/proxy"
+	"github.com/slugway/slugway/tracing"
 )
 
 // runProxy is "slugway proxy": flags in, proxy.Run, until signalled; see the proxy package.
@@ -44,6 +46,9 @@ func runProxy(args []string) error {
 	fs.BoolVar(&o.AccessLog, "access-log", false, "log one line per request")
 	fs.BoolVar(&o.NetHTTPOnly, "net-http-only", false, "serve every plain connection with Go's net/http server, turning off the fast HTTP/1.1 front end (for comparison, or if it misbehaves)")
 	fs.BoolVar(&o.Pprof, "pprof", false, "serve /debug/pprof/ on the admin address")
+	fs.BoolVar(&o.Dashboard, "dashboard", false, "serve the live dashboard at /dashboard/ on the admin address (it shows instance URLs: keep the admin port internal)")
+	var traceOpts tracing.Options
+	tracing.BindFlags(fs, &traceOpts)
 	com := bindCommon(fs,
 		"comma-separated CIDRs the proxy never connects to, checked on every dial after DNS resolution (the SSRF guard; keep it equal to the controller's)",
 		"let the proxy connect to instances on loopback addresses (127.0.0.0/8, ::1); for local development only")
@@ -74,6 +79,11 @@ func runProxy(args []string) error {
 	o.Logger = ctrl.Log.WithName("proxy")
 
 	ctx := ctrl.SetupSignalHandler()
-	o.Logger.Info("starting proxy", "version", version)
+	traceOpts.ServiceName = "slugway-proxy"
+	if o.Tracing, err = tracing.New(ctx, traceOpts, "github.com/slugway/slugway/proxy"); err != nil {
+		return err
+	}
+	defer func() { _ = o.Tracing.Shutdown(context.Background()) }() // exports the spans still buffered
+	o.Logger.Info("starting proxy", "version", version, "tracing", o.Tracing != nil)
 	return proxy.Run(ctx, cfg, o)
 }

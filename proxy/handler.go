@@ -10,6 +10,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/slugway/slugway/proxy/dashboard"
 	"github.com/slugway/slugway/proxy/hostroute"
 	"github.com/slugway/slugway/proxy/routes"
 	"github.com/slugway/slugway/proxy/wire"
@@ -34,6 +35,8 @@ type Handler struct {
 	slugs   map[string]*slugMetrics
 	unknown *slugMetrics
 
+	stats *dashboard.Recorder // per-slug figures for the dashboard; nil without it
+
 	hijacked sync.Map // upgraded (WebSocket) connections: net.Conn → struct{}, closed on shutdown
 }
 
@@ -52,6 +55,9 @@ func NewHandler(o Options) *Handler {
 	}
 	h.h1, h.h2c = newTransports(&o)
 	h.hosts, h.hostErr = hostroute.New(o.HostDomains)
+	if o.Dashboard {
+		h.stats = dashboard.NewRecorder()
+	}
 	h.table.Store(&liveTable{routes: map[string]*liveRoute{}})
 	return h
 }

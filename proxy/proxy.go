@@ -57,6 +57,7 @@ type Proxy struct {
 	handler *Handler
 	watcher *watcher
 	ready   atomic.Bool
+	dash    *dashboardSource // nil unless Options.Dashboard
 
 	ln, tlsLn, adminLn net.Listener
 }
@@ -83,6 +84,7 @@ func New(cfg *rest.Config, o Options) (*Proxy, error) {
 	if err := p.handler.hostErr; err != nil {
 		return nil, fmt.Errorf("--host-domains: %w", err)
 	}
+	p.dash = newDashboardSource(p, &o)
 	w, err := newWatcher(cfg, p.handler, o)
 	if err != nil {
 		return nil, err
@@ -288,6 +290,7 @@ func (p *Proxy) adminMux() *http.ServeMux {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(p.handler.Registry(), promhttp.HandlerOpts{}))
+	p.dash.mount(mux)
 	if p.opts.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -27,6 +27,7 @@ type request struct {
 	upgrade   string // the protocol an HTTP/1.1 upgrade asks for, or ""
 	start     time.Time
 	end       time.Time // set by observe
+	trace     *reqTrace // the request's span (tracing.go); nil with tracing off
 
 	// fields are the header fields as received (Host included or not); scan
 	// fills the rest from them.

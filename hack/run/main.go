@@ -132,7 +132,7 @@ func run() error {
 	if err := start("controller", nil, filepath.Join(bin, "slugway"), append([]string{"controller"}, controllerArgs...)...); err != nil {
 		return err
 	}
-	if err := start("proxy", nil, filepath.Join(bin, "slugway"), "proxy", "--listen", *proxyAddr, "--admin-listen", "127.0.0.1:9080", "--allow-loopback", "--host-domains", "localhost"); err != nil {
+	if err := start("proxy", nil, filepath.Join(bin, "slugway"), "proxy", "--listen", *proxyAddr, "--admin-listen", "127.0.0.1:9080", "--allow-loopback", "--host-domains", "localhost", "--dashboard"); err != nil {
 		return err
 	}
 	if handOver != nil {
