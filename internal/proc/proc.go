@@ -46,9 +46,10 @@ func Start(name, logDir string, env []string, tee io.Writer, bin string, args ..
 	// A session of its own (which is also a process group of its own, for Stop), as if
 	// started from a terminal of its own. The kernel's autogroup scheduler (on by default)
 	// shares CPU time between sessions first: children left in the parent's session share
-	// one share between them, so under wrk on 2 cores make run's proxy and skeleton-svc got
-	// one core between them where the same binaries started by hand got two thirds each
-	// (docs/benchmarks.md, "The proxy as make run starts it").
+	// one share between them: with wrk in another terminal on an otherwise idle 2-core
+	// machine, make run's proxy and skeleton-svc get one core between them, where the same
+	// binaries started by hand get two thirds of a core each (docs/benchmarks.md, "The
+	// proxy as make run starts it").
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		_ = f.Close()
