@@ -30,10 +30,10 @@
 # requests next to req/s, p50 and p99.
 #
 #   hack/bench-proxy.sh                         # one round, 10s per measurement (~8 min)
-#   RUNS=3 BASELINE=d763b02 hack/bench-proxy.sh # three rounds, target order rotated per round,
+#   RUNS=3 BASELINE=d763b02 hack/bench-proxy.sh # three rounds (~27 min), target order rotated per round,
 #                                               # medians of the per-round figures and ratios
 #   DURATION=5s SCENARIOS="small:64 64k:64" PEERS="nginx caddy" hack/bench-proxy.sh
-#   MODE=make-run RUNS=3 hack/bench-proxy.sh    # the proxy as `make run` starts it
+#   MODE=make-run RUNS=3 hack/bench-proxy.sh    # the proxy as `make run` starts it (~7 min)
 #   OUT=/tmp/bench.md hack/bench-proxy.sh       # also write the tables there (raw rows: /tmp/bench.tsv)
 #   PROFILE=20 hack/bench-proxy.sh              # then a 20s CPU profile of slugway (small:64)
 #                                               # into $PROFILE_OUT (default /tmp/slugway-bench.pprof)
@@ -427,7 +427,8 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 report() {
   local rev dirty vers sc t k nk vals
-  rev=$(git rev-parse --short HEAD) dirty=$(git diff --quiet HEAD -- . 2>/dev/null || echo " + uncommitted changes")
+  rev=$(git rev-parse --short HEAD 2>/dev/null || echo "(not a git checkout)")
+  dirty=$(git diff --quiet HEAD -- . 2>/dev/null || echo " + uncommitted changes")
   vers="nginx $("$NGINX_BIN" -v 2>&1 | sed 's/.*nginx\///' || true)"
   [[ " $PEERS " != *" haproxy "* ]] || vers+=", HAProxy $("$HAPROXY_BIN" -v 2>&1 | awk 'NR == 1 {print $3}' || true)"
   [[ " $PEERS " != *" caddy "* ]] || vers+=", Caddy $(caddy version 2>&1 | awk '{print $1}' || true)"
@@ -493,7 +494,7 @@ report | tee ${OUT:+"$OUT"}
 
 if [ -n "${HOLD:-}" ]; then
   echo "holding everything up for ${HOLD}s (scratch directory $WORK)" >&2
-  sleep "$HOLD"
+  sleep "$HOLD" & wait $! # interruptible: Ctrl-C or SIGTERM ends the hold at once
 fi
 if [ "$PROFILE" != 0 ]; then
   echo "profiling slugway for ${PROFILE}s under small:64 into $PROFILE_OUT" >&2
