@@ -159,9 +159,18 @@ func (p *Proxy) Run(ctx context.Context) error {
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true) // h2c with prior knowledge
 	protos.SetHTTP2(true)
+	// While draining, HTTP/1 responses served by net/http end their connection too (see
+	// front.draining); HTTP/2 clients get GOAWAY from Shutdown.
+	var draining atomic.Bool
+	drainAware := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 1 && draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		p.handler.ServeHTTP(w, r)
+	})
 	newServer := func() *http.Server {
 		return &http.Server{
-			Handler:           p.handler,
+			Handler:           drainAware,
 			ConnContext:       framing.ConnContext, // the TLS state of HTTP/1.x over TLS (framing.TLSListener)
 			ReadHeaderTimeout: o.ReadHeaderTimeout,
 			IdleTimeout:       o.IdleTimeout,
@@ -217,6 +226,10 @@ func (p *Proxy) Run(ctx context.Context) error {
 		}
 	}
 	p.ready.Store(false)
+	draining.Store(true)
+	if fe != nil {
+		fe.draining.Store(true)
+	}
 	p.log.Info("shutting down: draining requests in flight", "delay", o.ShutdownDelay, "drainTimeout", o.DrainTimeout)
 	if runErr == nil && o.ShutdownDelay > 0 {
 		time.Sleep(o.ShutdownDelay)

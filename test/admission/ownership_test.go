@@ -275,6 +275,8 @@ func TestMovingAnInstance(t *testing.T) {
 	denied(t, "mallory recreates it under alice's slug", mallory.Create(ctx, instance("team-b", "mover", "skeleton-svc", mine.Spec.URL)), notAlices)
 	denied(t, "mallory recreates it in alice's namespace", mallory.Create(ctx, instance("team-a", "mover", "skeleton-svc", mine.Spec.URL)), notAlices)
 	allowed(t, "alice recreates her instance in another namespace", alice.Create(ctx, instance("team-b", "skeleton-move", "skeleton-svc", freshURL())))
+	// Other tests check that team-b holds no skeleton-svc instance mallory planted.
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, instance("team-b", "skeleton-move", "", "")) })
 }
 
 // TestURLConflict: one URL belongs to one slug; a second slug cannot register it, in any spelling.
