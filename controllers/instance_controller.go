@@ -143,8 +143,15 @@ func (r *InstanceReconciler) ownership(ctx context.Context, inst *slugwayv1.Inst
 		c.Message = fmt.Sprintf("slug %q is being deleted", inst.Spec.Slug)
 		return c, nil
 	}
+	key, err := registry.URLKey(inst.Spec.URL)
+	if err != nil {
+		// Admission refuses these; one admitted before that rule cannot be told apart from its aliases.
+		c.Status, c.Reason = metav1.ConditionFalse, slugwayv1.ReasonURLInvalid
+		c.Message = fmt.Sprintf("spec.url %q has no canonical form (%v), so it cannot be checked against other slugs' URLs: fix spec.url", inst.Spec.URL, err)
+		return c, nil
+	}
 	var same slugwayv1.InstanceList
-	if err := r.List(ctx, &same, client.MatchingFields{registry.IndexURL: registry.NormalizeURL(inst.Spec.URL)}); err != nil {
+	if err := r.List(ctx, &same, client.MatchingFields{registry.IndexURL: key}); err != nil {
 		return c, err
 	}
 	if holder := registry.URLHolder(inst, same.Items); holder != nil {

@@ -7,9 +7,7 @@ package registry
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"slices"
-	"strings"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -20,7 +18,7 @@ import (
 const (
 	// IndexSlug indexes Instances by spec.slug.
 	IndexSlug = "spec.slug"
-	// IndexURL indexes Instances by their normalized spec.url (see NormalizeURL).
+	// IndexURL indexes Instances by the canonical key of spec.url (see URLKey).
 	IndexURL = "spec.url.normalized"
 )
 
@@ -43,29 +41,6 @@ func AddIndexes(ctx context.Context, idx client.FieldIndexer) error {
 		return fmt.Errorf("index instances by url: %w", err)
 	}
 	return nil
-}
-
-// NormalizeURL returns the form under which two instance URLs count as the same
-// endpoint: lowercase scheme and host, default port dropped, no trailing slash.
-// An unparsable URL is returned as is.
-func NormalizeURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return raw
-	}
-	scheme := strings.ToLower(u.Scheme)
-	host := strings.ToLower(u.Hostname())
-	port := u.Port()
-	if (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
-		port = ""
-	}
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	if port != "" {
-		host += ":" + port
-	}
-	return scheme + "://" + host + strings.TrimSuffix(u.EscapedPath(), "/")
 }
 
 // Holds reports whether instance a takes precedence over b for a URL both claim:

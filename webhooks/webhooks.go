@@ -162,8 +162,14 @@ func (v *InstanceValidator) Handle(ctx context.Context, req admission.Request) a
 			}
 		}
 	}
-	if req.Operation == "CREATE" || (req.Operation == "UPDATE" && registry.NormalizeURL(old.Spec.URL) != registry.NormalizeURL(inst.Spec.URL)) {
-		return v.checkURLFree(ctx, &inst)
+	if req.Operation == "CREATE" || (req.Operation == "UPDATE" && old.Spec.URL != inst.Spec.URL) {
+		key, err := registry.URLKey(inst.Spec.URL)
+		if err != nil {
+			return admission.Denied(fmt.Sprintf("spec.url %q has no canonical form, so it cannot be checked against other slugs' URLs: %v", inst.Spec.URL, err))
+		}
+		if req.Operation == "CREATE" || registry.NormalizeURL(old.Spec.URL) != key {
+			return v.checkURLFree(ctx, &inst, key)
+		}
 	}
 	return admission.Allowed("")
 }
@@ -202,15 +208,20 @@ func notClaimed(slug, verb, what string) admission.Response {
 	return admission.Denied(fmt.Sprintf("slug %q is not claimed: create the ServiceAccount %q (kind ServiceAccount, apiVersion slugway.io/v1alpha1) before you %s %s", slug, slug, verb, what))
 }
 
-// checkURLFree refuses a URL already served by another slug's instance.
-func (v *InstanceValidator) checkURLFree(ctx context.Context, inst *slugwayv1.Instance) admission.Response {
+// checkURLFree refuses a URL already served by another slug's instance, in any
+// spelling: instances are indexed by the canonical key of their URL (registry.URLKey).
+func (v *InstanceValidator) checkURLFree(ctx context.Context, inst *slugwayv1.Instance, key string) admission.Response {
 	var same slugwayv1.InstanceList
-	if err := v.Instances.List(ctx, &same, client.MatchingFields{registry.IndexURL: registry.NormalizeURL(inst.Spec.URL)}); err != nil {
+	if err := v.Instances.List(ctx, &same, client.MatchingFields{registry.IndexURL: key}); err != nil {
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("looking up instances with URL %s: %w", inst.Spec.URL, err))
 	}
 	for _, o := range same.Items {
 		if o.Spec.Slug != inst.Spec.Slug && o.DeletionTimestamp.IsZero() && !(o.Namespace == inst.Namespace && o.Name == inst.Name) {
-			return admission.Denied(fmt.Sprintf("URL %s is already served by instance %s/%s of slug %q: one URL belongs to one slug", inst.Spec.URL, o.Namespace, o.Name, o.Spec.Slug))
+			spelled := ""
+			if o.Spec.URL != inst.Spec.URL {
+				spelled = fmt.Sprintf(" as %s (both are %s)", o.Spec.URL, key)
+			}
+			return admission.Denied(fmt.Sprintf("URL %s is already served by instance %s/%s of slug %q%s: one URL belongs to one slug", inst.Spec.URL, o.Namespace, o.Name, o.Spec.Slug, spelled))
 		}
 	}
 	return admission.Allowed("")

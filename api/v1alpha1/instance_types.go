@@ -177,6 +177,7 @@ const (
 	ReasonSlugClaimed         = "SlugClaimed"
 	ReasonSlugNotFound        = "SlugNotFound"
 	ReasonURLConflict         = "URLConflict"
+	ReasonURLInvalid          = "URLInvalid"
 	ReasonProbeSucceeded      = "ProbeSucceeded"
 	ReasonProbeSlow           = "ProbeSlow"
 	ReasonProbeFailed         = "ProbeFailed"
