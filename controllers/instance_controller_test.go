@@ -40,7 +40,7 @@ func TestProbeTransitions(t *testing.T) {
 	b.set("ok")
 	waitStatus(t, inst, slugwayv1.HealthHealthy)
 
-	b.set("slow") // 170ms > degradedAfter 100ms, < timeout 250ms
+	b.set("slow") // 170ms > degradedAfter 100ms, < timeout 500ms
 	waitStatus(t, inst, slugwayv1.HealthDegraded)
 
 	b.set("ok")
@@ -191,10 +191,11 @@ func TestWriteBudget(t *testing.T) {
 	b := newBackend(t, 0)
 	ctx := context.Background()
 	claim(t, "budget")
-	// Probe every 200ms; generous timeout and thresholds so that a loaded machine causes
-	// no transitions (each would be a legitimate write) and only the refresh writes remain.
+	// Probe every second (the CRD's minimum); generous timeout and thresholds so that a
+	// loaded machine causes no transitions (each would be a legitimate write) and only
+	// the refresh writes remain.
 	hc := fastCheck()
-	hc.Interval, hc.Timeout, hc.DegradedAfter, hc.UnhealthyThreshold = ms(200*time.Millisecond), ms(150*time.Millisecond), ms(150*time.Millisecond), 5
+	hc.Interval, hc.Timeout, hc.DegradedAfter, hc.UnhealthyThreshold = ms(time.Second), ms(500*time.Millisecond), ms(500*time.Millisecond), 5
 
 	measure := func(refresh, window time.Duration, budget float64) (writes, probes int64) {
 		t.Helper()
@@ -247,16 +248,16 @@ func TestWriteBudget(t *testing.T) {
 		}
 	}
 
-	// Refresh every 2s over a 5s window: about 2.5 writes per instance, against about 25 probes.
-	writes, probes := measure(2*time.Second, 5*time.Second, 0)
-	t.Logf("refresh 2s: %d status writes and %d probes for %d healthy instances in 5s", writes, probes, n)
-	if writes > n*(5/2+1) {
-		t.Errorf("%d writes for %d instances in 5s with a 2s refresh: more than one per refresh", writes, n)
+	// Refresh every 4s over an 8s window: about 2 writes per instance, against about 8 probes.
+	writes, probes := measure(4*time.Second, 8*time.Second, 0)
+	t.Logf("refresh 4s: %d status writes and %d probes for %d healthy instances in 8s", writes, probes, n)
+	if writes > n*(8/4+1) {
+		t.Errorf("%d writes for %d instances in 8s with a 4s refresh: more than one per refresh", writes, n)
 	}
 	if writes < n {
 		t.Errorf("only %d writes: the heartbeat refresh did not happen", writes)
 	}
-	if probes < 3*writes {
+	if probes < 2*writes {
 		t.Errorf("%d probes vs %d writes: writes are not decoupled from probes", probes, writes)
 	}
 
@@ -274,7 +275,7 @@ func TestWriteBudget(t *testing.T) {
 	if writes != 0 {
 		t.Errorf("%d status writes while nothing changed", writes)
 	}
-	if probes < n*10 {
+	if probes < n*2 {
 		t.Errorf("only %d probes ran", probes)
 	}
 }
