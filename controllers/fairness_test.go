@@ -4,16 +4,20 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
 	"github.com/slugway/slugway/internal/testenv"
 	"github.com/slugway/slugway/manager"
 	"github.com/slugway/slugway/proxy/routes"
+	"github.com/slugway/slugway/registry"
 )
 
 // tarpit accepts connections and never answers: each HTTP probe of it holds a probe
@@ -165,5 +169,60 @@ func TestChangedURLIsUnknownUntilProbed(t *testing.T) {
 	got = waitStatus(t, inst, slugwayv1.HealthHealthy)
 	if routed(got) != 1 {
 		t.Fatalf("the probed new URL is not routed: %+v", got.Status)
+	}
+}
+
+// TestOrphanOfAnEarlierClaimIsNotInherited: an Instance that outlived its slug's
+// release (here: the ServiceAccount had no finalizer yet, as when an admin strips it)
+// carries the old claim's UID, so the next claim of the same name does not own it and
+// the proxy does not route it, although it answers its probes.
+func TestOrphanOfAnEarlierClaimIsNotInherited(t *testing.T) {
+	ctx := context.Background()
+	b := newBackend(t, 0)
+	old := claim(t, "inherit") // no controller yet: no finalizer
+	inst := &slugwayv1.Instance{
+		ObjectMeta: metav1.ObjectMeta{Name: "inherit-1", Namespace: "default", Labels: map[string]string{registry.LabelClaimUID: string(old.UID)}},
+		Spec:       slugwayv1.InstanceSpec{Slug: "inherit", URL: b.URL, HealthCheck: fastCheck()},
+	}
+	if err := env.Client.Create(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), inst) })
+	// What a forced release leaves behind: the ServiceAccount gone without its finalizer
+	// having run (a controller of an earlier test may have added it).
+	if err := env.Client.Patch(ctx, old, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`))); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Delete(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func(ctx context.Context) error {
+		err := env.Client.Get(ctx, client.ObjectKeyFromObject(old), &slugwayv1.ServiceAccount{})
+		if err == nil {
+			return fmt.Errorf("the old claim still exists")
+		}
+		return client.IgnoreNotFound(err)
+	})
+	fresh := claim(t, "inherit")
+	startController(t, nil)
+	cond := waitOwned(t, inst, metav1.ConditionFalse, slugwayv1.ReasonClaimMismatch)
+	if !strings.Contains(cond.Message, "earlier claim") || !strings.Contains(cond.Message, string(fresh.UID)) {
+		t.Errorf("message does not say why: %q", cond.Message)
+	}
+	got := &slugwayv1.Instance{}
+	testenv.Eventually(t, 10*time.Second, func(ctx context.Context) error { // it answers, and is still not Ready
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(inst), got); err != nil {
+			return err
+		}
+		if got.Status.Status != slugwayv1.HealthHealthy {
+			return fmt.Errorf("status %q, want Healthy", got.Status.Status)
+		}
+		if findReady(got).Status != metav1.ConditionFalse {
+			t.Fatalf("the orphan is Ready under the new claim: %+v", got.Status.Conditions)
+		}
+		return nil
+	})
+	if n := len(routes.BuildSlug(fresh, []slugwayv1.Instance{*got}).Endpoints); n != 0 {
+		t.Fatalf("the proxy would route the orphan under the new claim")
 	}
 }

@@ -143,6 +143,17 @@ func (r *InstanceReconciler) ownership(ctx context.Context, inst *slugwayv1.Inst
 		c.Message = fmt.Sprintf("slug %q is being deleted", inst.Spec.Slug)
 		return c, sa.Spec.Owner, nil
 	}
+	if !registry.BoundToClaim(inst, &sa) {
+		c.Status, c.Reason = metav1.ConditionFalse, slugwayv1.ReasonClaimMismatch
+		if uid, ok := inst.Labels[registry.LabelClaimUID]; ok {
+			c.Message = fmt.Sprintf("instance was admitted for an earlier claim of slug %q (ServiceAccount UID %q, label %s), which was released; the current claim (UID %q, owner %q) does not own it: delete it and register it again",
+				inst.Spec.Slug, uid, registry.LabelClaimUID, sa.UID, sa.Spec.Owner)
+		} else {
+			c.Message = fmt.Sprintf("instance was created before the current claim of slug %q (ServiceAccount UID %q, owner %q, created %s), so it may stem from an earlier one: delete it and register it again, or have an admin set its label %s to %q",
+				inst.Spec.Slug, sa.UID, sa.Spec.Owner, sa.CreationTimestamp.UTC().Format(time.RFC3339), registry.LabelClaimUID, sa.UID)
+		}
+		return c, sa.Spec.Owner, nil
+	}
 	key, err := registry.URLKey(inst.Spec.URL)
 	if err != nil {
 		// Admission refuses these; one admitted before that rule cannot be told apart from its aliases.
@@ -368,7 +379,7 @@ func (r *InstanceReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int)
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("instance").
-		For(&slugwayv1.Instance{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, statusChanged()))).
+		For(&slugwayv1.Instance{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, statusChanged()))).
 		Watches(&slugwayv1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(r.instancesOfSlug)).
 		Watches(&slugwayv1.Instance{}, handler.EnqueueRequestsFromMapFunc(r.instancesSharingURL)).
 		WatchesRawSource(source.Channel(r.Events, &handler.TypedEnqueueRequestForObject[*slugwayv1.Instance]{})).

@@ -16,6 +16,7 @@ import (
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
 	"github.com/slugway/slugway/internal/testenv"
 	"github.com/slugway/slugway/manager"
+	"github.com/slugway/slugway/registry"
 )
 
 // Probe-driven transitions: Healthy -> Unreachable -> Healthy, and Degraded, each with an Event.
@@ -147,13 +148,28 @@ func findReady(inst *slugwayv1.Instance) metav1.Condition {
 	return metav1.Condition{}
 }
 
-// Claiming the slug later makes the instance owned.
+// Claiming the slug later does not make a pre-planted instance owned: it is older
+// than the claim, so it may stem from an earlier claim of the slug. An admin may adopt
+// it by recording the claim's UID on it.
 func TestSlugClaimedLater(t *testing.T) {
 	startController(t, nil)
 	b := newBackend(t, 0)
 	inst := newInstance(t, "late-1", "late", b.URL, fastCheck())
 	waitOwned(t, inst, metav1.ConditionFalse, slugwayv1.ReasonSlugNotFound)
-	claim(t, "late")
+	time.Sleep(1100 * time.Millisecond) // creation timestamps have one-second precision
+	sa := claim(t, "late")
+	cond := waitOwned(t, inst, metav1.ConditionFalse, slugwayv1.ReasonClaimMismatch)
+	if !strings.Contains(cond.Message, "created before the current claim") || !strings.Contains(cond.Message, registry.LabelClaimUID) {
+		t.Errorf("message does not say why and what to do: %q", cond.Message)
+	}
+	got := &slugwayv1.Instance{}
+	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(inst), got); err != nil {
+		t.Fatal(err)
+	}
+	got.Labels = map[string]string{registry.LabelClaimUID: string(sa.UID)}
+	if err := env.Client.Update(context.Background(), got); err != nil {
+		t.Fatal(err)
+	}
 	waitOwned(t, inst, metav1.ConditionTrue, slugwayv1.ReasonSlugClaimed)
 	waitStatus(t, inst, slugwayv1.HealthHealthy)
 }

@@ -96,3 +96,24 @@ func (a Access) Privileged(username string, groups []string) bool {
 func Owns(username string, sa *slugwayv1.ServiceAccount) bool {
 	return sa != nil && sa.Spec.Owner != "" && sa.Spec.Owner == username
 }
+
+// LabelClaimUID is the label on an Instance that records which claim of its slug it
+// was admitted under: the UID of the slug's ServiceAccount at admission. The mutating
+// webhook sets it at creation and nobody but the controller may change it, so an
+// Instance admitted for a claim that was since released (and perhaps claimed again by
+// someone else, under a new UID) never belongs to the new claim.
+const LabelClaimUID = "slugway.io/claim-uid"
+
+// BoundToClaim reports whether inst belongs to the claim sa, the slug's current
+// ServiceAccount: its recorded claim UID is sa's. An Instance without the label
+// (created before claims were recorded, or while the webhook was not installed) counts
+// as bound when it was created no earlier than sa: it cannot stem from an earlier claim.
+func BoundToClaim(inst *slugwayv1.Instance, sa *slugwayv1.ServiceAccount) bool {
+	if sa == nil {
+		return false
+	}
+	if uid, ok := inst.Labels[LabelClaimUID]; ok {
+		return uid != "" && uid == string(sa.UID)
+	}
+	return !inst.CreationTimestamp.Before(&sa.CreationTimestamp)
+}

@@ -186,6 +186,7 @@ const (
 	ReasonSlugNotFound        = "SlugNotFound"
 	ReasonURLConflict         = "URLConflict"
 	ReasonURLInvalid          = "URLInvalid"
+	ReasonClaimMismatch       = "ClaimMismatch"
 	ReasonProbeSucceeded      = "ProbeSucceeded"
 	ReasonProbeSlow           = "ProbeSlow"
 	ReasonProbeFailed         = "ProbeFailed"
