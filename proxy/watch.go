@@ -19,6 +19,7 @@ import (
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
 	"github.com/slugway/slugway/manager"
 	"github.com/slugway/slugway/proxy/routes"
+	"github.com/slugway/slugway/registry"
 )
 
 // watcher feeds the handler: informers on Instances and ServiceAccounts report
@@ -52,9 +53,10 @@ const instanceSlugIndex = "spec.slug"
 
 func newWatcher(cfg *rest.Config, h *Handler, o Options) (*watcher, error) {
 	noCopy := true
+	// The transform keeps only what routes.Build reads: owners' annotations and labels do not fill the cache.
 	c, err := cache.New(cfg, cache.Options{
 		Scheme:                       manager.Scheme(),
-		DefaultTransform:             cache.TransformStripManagedFields(),
+		DefaultTransform:             registry.TrimForProxy,
 		DefaultUnsafeDisableDeepCopy: &noCopy, // BuildSlug only reads
 	})
 	if err != nil {

@@ -49,6 +49,8 @@ type Config struct {
 	Deleters []string
 	// CheckURL, when set, vets an instance URL (the SSRF guard). Its error is shown to the user.
 	CheckURL func(ctx context.Context, rawURL string) error
+	// MaxInstances, when positive, is how many Instances one slug may have (--max-instances-per-slug).
+	MaxInstances int
 }
 
 // DefaultDeleters are the kube-controller-manager identities that delete objects on others' behalf.
@@ -154,6 +156,9 @@ func (v *InstanceValidator) Handle(ctx context.Context, req admission.Request) a
 		if !ok {
 			return resp
 		}
+		if resp, ok := v.requireRoom(ctx, inst.Spec.Slug, what); !ok {
+			return resp
+		}
 		if req.Operation == "CREATE" && inst.Labels[registry.LabelClaimUID] != string(sa.UID) {
 			// The mutating webhook recorded the claim it saw; the slug was released and
 			// claimed again since, or the label was set by hand.
@@ -218,6 +223,24 @@ func (v *InstanceValidator) requireLiveSlug(ctx context.Context, slug, verb, wha
 		return nil, admission.Denied(fmt.Sprintf("slug %q is being released (its ServiceAccount is being deleted, with its instances): wait until it is gone and claim it again before you create %s", slug, what)), false
 	}
 	return &sa, admission.Response{}, true
+}
+
+// requireRoom refuses an Instance beyond MaxInstances for its slug, for everyone: the
+// bound protects the controller's and the proxy's memory. It counts from the cache, so
+// creates racing within the cache's lag can overshoot by their number.
+func (v *InstanceValidator) requireRoom(ctx context.Context, slug, what string) (admission.Response, bool) {
+	if v.MaxInstances <= 0 {
+		return admission.Response{}, true
+	}
+	var list slugwayv1.InstanceList
+	if err := v.Instances.List(ctx, &list, client.MatchingFields{registry.IndexSlug: slug}); err != nil {
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("counting the instances of slug %q: %w", slug, err)), false
+	}
+	if n := len(list.Items); n >= v.MaxInstances {
+		return admission.Denied(fmt.Sprintf("slug %q already has %d instances, the most the controller's --max-instances-per-slug (%d) allows: delete instances it no longer needs before you create %s, or ask an admin to raise the limit",
+			slug, n, v.MaxInstances, what)), false
+	}
+	return admission.Response{}, true
 }
 
 func notClaimed(slug, verb, what string) admission.Response {

@@ -156,3 +156,44 @@ func TestReclaimedSlugStartsClean(t *testing.T) {
 		return nil
 	})
 }
+
+// TestMaxInstancesPerSlug: the controller's --max-instances-per-slug refuses the
+// Instance beyond the limit, with the count and the flag in the message, for admins
+// too; deleting one makes room again.
+func TestMaxInstancesPerSlug(t *testing.T) {
+	ctx := context.Background()
+	stopController()
+	o, err := controllerOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.MaxInstancesPerSlug = 3
+	stop, err := env.StartController(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrlMu.Lock()
+	stopCtrl = stop
+	ctrlMu.Unlock()
+	t.Cleanup(func() {
+		stopController()
+		if err := startController(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	claim(t, alice, "capped-svc")
+	var insts []*slugwayv1.Instance
+	for i := range 3 {
+		inst := instance("team-b", fmt.Sprintf("capped-%d", i), "capped-svc", freshURL())
+		mustCreate(t, alice, inst)
+		reconciled(t, inst) // in the controller's cache, which the count reads
+		insts = append(insts, inst)
+	}
+	want := []string{`slug "capped-svc" already has 3 instances`, "--max-instances-per-slug (3)", "delete instances it no longer needs"}
+	denied(t, "alice creates a 4th instance", alice.Create(ctx, instance("team-b", "capped-3", "capped-svc", freshURL())), want...)
+	denied(t, "an admin creates a 4th instance", root.Create(ctx, instance("team-b", "capped-3", "capped-svc", freshURL())), want...)
+	allowed(t, "alice deletes one", alice.Delete(ctx, insts[0]))
+	testenv.Eventually(t, 10*time.Second, func(ctx context.Context) error {
+		return alice.Create(ctx, instance("team-b", "capped-3", "capped-svc", freshURL()))
+	})
+}
