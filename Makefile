@@ -35,12 +35,15 @@ fmt: ## go fmt
 	gofmt -l -w $$(git ls-files '*.go')
 
 .PHONY: vet
-vet: ## go vet
+vet: ## go vet and staticcheck (the version pinned in go.mod's tool block).
 	go vet ./...
+	go tool staticcheck ./...
 
 .PHONY: verify
-verify: ## Fail if generated files are stale or code is not gofmt'ed. Regenerates nothing in the tree.
+verify: ## Fail if generated files are stale, code is not gofmt'ed, a binary is tracked, or the proxy or SDK links control-plane code. Regenerates nothing in the tree.
 	hack/verify-generated.sh
+	hack/verify-no-binaries.sh
+	hack/verify-deps.sh
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 
 .PHONY: controlplane

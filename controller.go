@@ -2,16 +2,13 @@ package main
 
 import (
 	"flag"
-	"fmt"
 	"os"
 	"strings"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/slugway/slugway/manager"
-	"github.com/slugway/slugway/netguard"
 	"github.com/slugway/slugway/registry"
 )
 
@@ -19,8 +16,7 @@ import (
 func runController(args []string) error {
 	fs := flag.NewFlagSet("slugway controller", flag.ContinueOnError)
 	o := manager.Options{}
-	var adminGroups, reservedSlugs, controllerUsers, denyCIDRs string
-	var allowLoopback bool
+	var adminGroups, reservedSlugs, controllerUsers string
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8081", "address of the Prometheus /metrics endpoint (\"0\" disables it)")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8082", "address of /healthz and /readyz")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect a leader, so that only one replica probes and writes status")
@@ -42,25 +38,19 @@ func runController(args []string) error {
 	fs.IntVar(&o.MaxInstancesPerSlug, "max-instances-per-slug", manager.DefaultMaxInstancesPerSlug, "Instances one slug may have; more are refused at admission (bounds what one owner can put in the controller's and proxy's caches; negative: no limit)")
 	fs.IntVar(&o.Reconcilers, "max-concurrent-reconciles", 4, "Instance reconciles run in parallel")
 	fs.IntVar(&o.HeartbeatWriters, "heartbeat-writers", 8, "lastHeartbeat refreshes written in parallel (each a ~25ms apiserver round trip)")
-	fs.StringVar(&denyCIDRs, "deny-cidrs", strings.Join(netguard.DefaultDeny, ","), "comma-separated CIDRs instance URLs may not reach, checked at admission and at every probe's dial after DNS resolution (the SSRF guard)")
-	fs.BoolVar(&allowLoopback, "allow-loopback", false, "let instance URLs reach loopback addresses (127.0.0.0/8, ::1); for local development only")
-	zopts := zap.Options{}
-	zopts.BindFlags(fs)
+	com := bindCommon(fs,
+		"comma-separated CIDRs instance URLs may not reach, checked at admission and at every probe's dial after DNS resolution (the SSRF guard)",
+		"let instance URLs reach loopback addresses (127.0.0.0/8, ::1); for local development only")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	o.AdminGroups, o.ReservedSlugs, o.ControllerUsers = splitList(adminGroups), splitList(reservedSlugs), splitList(controllerUsers)
-	guard, err := netguard.New(splitList(denyCIDRs), allowLoopback)
+	guard, cfg, err := com.setup()
 	if err != nil {
-		return fmt.Errorf("--deny-cidrs: %w", err)
+		return err
 	}
 	o.CheckURL, o.Dial = guard.CheckURL, guard.DialContext
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zopts)))
 
-	cfg, err := ctrl.GetConfig()
-	if err != nil {
-		return fmt.Errorf("no Kubernetes API to talk to: %w (set KUBECONFIG or run in a cluster)", err)
-	}
 	ctx := ctrl.SetupSignalHandler()
 	mgr, err := manager.New(ctx, cfg, o)
 	if err != nil {
@@ -68,15 +58,4 @@ func runController(args []string) error {
 	}
 	ctrl.Log.WithName("setup").Info("starting controller", "version", version, "webhooks", !o.DisableWebhooks, "heartbeatRefresh", o.HeartbeatRefresh, "maxHeartbeatWrites", o.MaxHeartbeatWrites)
 	return mgr.Start(ctx)
-}
-
-// splitList splits a comma-separated flag value, dropping blanks.
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }

@@ -4,7 +4,8 @@
 //	                     and serves the ownership admission webhooks
 //	slugway proxy        routes /<slug>/... to a healthy instance of the slug
 //
-// Each subcommand lives in its own file: controller.go and proxy.go.
+// Each subcommand lives in its own file, controller.go and proxy.go; what they
+// share (the SSRF guard, logging and Kubernetes config) is in setup.go.
 package main
 
 import (

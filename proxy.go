@@ -4,13 +4,10 @@ import (
 	"flag"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/slugway/slugway/netguard"
 	"github.com/slugway/slugway/proxy"
 )
 
@@ -18,14 +15,18 @@ import (
 func runProxy(args []string) error {
 	fs := flag.NewFlagSet("slugway proxy", flag.ContinueOnError)
 	o := proxy.Options{}
-	var trusted, denyCIDRs string
-	var allowLoopback bool
+	var trusted, upgrades string
 	fs.StringVar(&o.Listen, "listen", ":8080", "address for traffic: HTTP/1.1 and h2c (HTTP/2 with prior knowledge)")
 	fs.StringVar(&o.TLSListen, "tls-listen", ":8443", "address for HTTPS traffic (HTTP/1.1 and HTTP/2), used when --tls-cert-file and --tls-key-file are set")
 	fs.StringVar(&o.TLSCertFile, "tls-cert-file", "", "PEM certificate (chain) for HTTPS")
 	fs.StringVar(&o.TLSKeyFile, "tls-key-file", "", "PEM private key for HTTPS")
 	fs.StringVar(&o.AdminListen, "admin-listen", ":9080", "address of /healthz, /readyz and /metrics")
-	fs.StringVar(&trusted, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For/-Proto/-Host headers are kept (default: none)")
+	fs.StringVar(&trusted, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-*, Forwarded, X-Real-IP and other client-identity headers are kept (default: none; from other peers they are removed or replaced, see docs/security.md)")
+	fs.StringVar(&upgrades, "allowed-upgrades", "websocket", "comma-separated protocols an HTTP/1.1 Upgrade may switch to (never h2c); other upgrades are forwarded as plain requests, without Upgrade")
+	fs.IntVar(&o.MaxConnsPerInstance, "max-conns-per-instance", 0, "most connections (requests in flight) to one instance; over it, 503 with Retry-After (0: no cap)")
+	fs.IntVar(&o.MaxClientConns, "max-client-conns", 0, "most client connections served at once per listener; more wait in the listen backlog (0: no cap)")
+	fs.DurationVar(&o.BodyIdleTimeout, "body-idle-timeout", 30*time.Second, "longest pause between two reads of a streamed request body (one over 64 KiB, or chunked)")
+	fs.IntVar(&o.MaxHeaderCount, "max-header-count", 100, "most request header fields accepted (more: 431)")
 	fs.StringVar(&o.LBPolicy, "lb-policy", proxy.PolicyP2C, "load balancing: p2c (power of two choices on requests in flight) or round-robin")
 	fs.DurationVar(&o.DialTimeout, "dial-timeout", 2*time.Second, "timeout for connecting to an instance")
 	fs.DurationVar(&o.ResponseHeaderTimeout, "response-header-timeout", 30*time.Second, "how long to wait for an instance's response headers before answering 504")
@@ -34,6 +35,7 @@ func runProxy(args []string) error {
 	fs.DurationVar(&o.UpstreamIdleTimeout, "upstream-idle-timeout", 90*time.Second, "close idle connections to instances after this long")
 	fs.DurationVar(&o.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "limit on reading a request's headers")
 	fs.IntVar(&o.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request header block accepted (larger: 431)")
+	fs.IntVar(&o.MaxResponseHeaderBytes, "max-response-header-bytes", 64<<10, "largest response head accepted from an instance, 1xx heads each (larger: 502)")
 	fs.Int64Var(&o.MaxRequestBodyBytes, "max-request-body-bytes", 0, "largest request body accepted (larger: 413; 0: no limit)")
 	fs.IntVar(&o.MaxRetries, "max-retries", 2, "further instances a failed request may be sent to (-1: none)")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long to wait for requests in flight")
@@ -41,10 +43,9 @@ func runProxy(args []string) error {
 	fs.BoolVar(&o.AccessLog, "access-log", false, "log one line per request")
 	fs.BoolVar(&o.NetHTTPOnly, "net-http-only", false, "serve every plain connection with Go's net/http server, turning off the fast HTTP/1.1 front end (for comparison, or if it misbehaves)")
 	fs.BoolVar(&o.Pprof, "pprof", false, "serve /debug/pprof/ on the admin address")
-	fs.StringVar(&denyCIDRs, "deny-cidrs", strings.Join(netguard.DefaultDeny, ","), "comma-separated CIDRs the proxy never connects to, checked on every dial after DNS resolution (the SSRF guard; keep it equal to the controller's)")
-	fs.BoolVar(&allowLoopback, "allow-loopback", false, "let the proxy connect to instances on loopback addresses (127.0.0.0/8, ::1); for local development only")
-	zopts := zap.Options{}
-	zopts.BindFlags(fs)
+	com := bindCommon(fs,
+		"comma-separated CIDRs the proxy never connects to, checked on every dial after DNS resolution (the SSRF guard; keep it equal to the controller's)",
+		"let the proxy connect to instances on loopback addresses (127.0.0.0/8, ::1); for local development only")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -59,18 +60,17 @@ func runProxy(args []string) error {
 		}
 		o.TrustedProxies = append(o.TrustedProxies, p.Masked())
 	}
-	guard, err := netguard.New(splitList(denyCIDRs), allowLoopback)
+	o.AllowedUpgrades = splitList(upgrades)
+	if o.AllowedUpgrades == nil {
+		o.AllowedUpgrades = []string{} // none allowed (nil would mean the default)
+	}
+	guard, cfg, err := com.setup()
 	if err != nil {
-		return fmt.Errorf("--deny-cidrs: %w", err)
+		return err
 	}
 	o.Dial = guard.DialContext
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zopts)))
 	o.Logger = ctrl.Log.WithName("proxy")
 
-	cfg, err := ctrl.GetConfig()
-	if err != nil {
-		return fmt.Errorf("no Kubernetes API to talk to: %w (set KUBECONFIG or run in a cluster)", err)
-	}
 	ctx := ctrl.SetupSignalHandler()
 	o.Logger.Info("starting proxy", "version", version)
 	return proxy.Run(ctx, cfg, o)

@@ -2,18 +2,17 @@ package controllers
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
+	"github.com/slugway/slugway/kubeclient"
 )
 
 // HeartbeatWriter writes the coarse lastHeartbeat refreshes of healthy, probed instances,
@@ -88,12 +87,11 @@ func (w *HeartbeatWriter) write(ctx context.Context, key types.NamespacedName, a
 	if !inst.DeletionTimestamp.IsZero() || (s != slugwayv1.HealthHealthy && s != slugwayv1.HealthDegraded) {
 		return nil
 	}
-	t := metav1.NewTime(at.Truncate(time.Second))
+	t := kubeclient.HeartbeatTime(at)
 	if last := inst.Status.LastHeartbeat; last != nil && !last.Before(&t) {
 		return nil
 	}
-	patch := fmt.Appendf(nil, `{"status":{"lastHeartbeat":%q}}`, t.UTC().Format(time.RFC3339))
-	err := w.Client.Status().Patch(ctx, &inst, client.RawPatch(types.MergePatchType, patch))
+	err := kubeclient.PatchHeartbeat(ctx, w.Client, key, at)
 	if apierrors.IsNotFound(err) {
 		return nil
 	}

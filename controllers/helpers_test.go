@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,10 +26,13 @@ type backend struct {
 	mode  atomic.Value // "ok", "fail", "slow"
 	delay time.Duration
 	hits  atomic.Int64
+
+	mu     sync.Mutex
+	probes map[string][]time.Time // by request path: when each answer was sent
 }
 
 func newBackend(t *testing.T, delay time.Duration) *backend {
-	b := &backend{delay: delay}
+	b := &backend{delay: delay, probes: map[string][]time.Time{}}
 	b.mode.Store("ok")
 	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.hits.Add(1)
@@ -38,12 +42,28 @@ func newBackend(t *testing.T, delay time.Duration) *backend {
 		case "slow":
 			time.Sleep(b.delay)
 		}
+		b.mu.Lock()
+		b.probes[r.URL.Path] = append(b.probes[r.URL.Path], time.Now())
+		b.mu.Unlock()
 	}))
 	t.Cleanup(b.Close)
 	return b
 }
 
 func (b *backend) set(mode string) { b.mode.Store(mode) }
+
+// probesOf returns when path was answered between from and to.
+func (b *backend) probesOf(path string, from, to time.Time) []time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []time.Time
+	for _, at := range b.probes[path] {
+		if !at.Before(from) && at.Before(to) {
+			out = append(out, at)
+		}
+	}
+	return out
+}
 
 // startController runs the real controller with the given tweaks for the duration of the test.
 func startController(t *testing.T, tweak func(*manager.Options)) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,6 +31,10 @@ import (
 	"github.com/slugway/slugway/health"
 	"github.com/slugway/slugway/registry"
 )
+
+// conflictRequeue is how soon a reconcile whose status write lost an optimistic-lock
+// conflict runs again: long enough for the cache to see the newer object.
+const conflictRequeue = 100 * time.Millisecond
 
 // InstanceReconciler writes each Instance's Owned and Ready conditions, its health
 // status and a coarse lastHeartbeat. Probing happens in the Monitor, off the
@@ -109,8 +114,8 @@ func (r *InstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	if err := r.writeStatus(ctx, &inst, desired); err != nil {
 		if apierrors.IsConflict(err) {
 			// Our cached copy was stale (a heartbeat or our own last write is still on its
-			// way): recompute from the fresh object rather than log an error.
-			return ctrl.Result{Requeue: true}, nil
+			// way): recompute from the fresh object shortly, rather than log an error.
+			return ctrl.Result{RequeueAfter: conflictRequeue}, nil
 		}
 		return ctrl.Result{}, err
 	}
@@ -292,7 +297,8 @@ func readyCondition(h slugwayv1.Health, owned metav1.Condition, msg string, gen 
 
 // writeStatus patches status when it differs, and records an Event per transition.
 func (r *InstanceReconciler) writeStatus(ctx context.Context, inst *slugwayv1.Instance, desired *slugwayv1.InstanceStatus) error {
-	if statusEqual(&inst.Status, desired) {
+	// Semantic equality: SetStatusCondition keeps a condition's transition time while its status holds.
+	if equality.Semantic.DeepEqual(&inst.Status, desired) {
 		return nil
 	}
 	before := inst.DeepCopy()
@@ -325,31 +331,6 @@ func orUnknown(h slugwayv1.Health) slugwayv1.Health {
 		return slugwayv1.HealthUnknown
 	}
 	return h
-}
-
-// statusEqual compares statuses ignoring condition transition times, which SetStatusCondition keeps stable.
-func statusEqual(a, b *slugwayv1.InstanceStatus) bool {
-	if a.Status != b.Status || a.ObservedGeneration != b.ObservedGeneration {
-		return false
-	}
-	if (a.LastHeartbeat == nil) != (b.LastHeartbeat == nil) || (a.LastHeartbeat != nil && !a.LastHeartbeat.Equal(b.LastHeartbeat)) {
-		return false
-	}
-	return conditionsEqual(a.Conditions, b.Conditions)
-}
-
-// conditionsEqual compares conditions by everything but LastTransitionTime.
-func conditionsEqual(a, b []metav1.Condition) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for _, ca := range a {
-		cb := apimeta.FindStatusCondition(b, ca.Type)
-		if cb == nil || ca.Status != cb.Status || ca.Reason != cb.Reason || ca.Message != cb.Message || ca.ObservedGeneration != cb.ObservedGeneration {
-			return false
-		}
-	}
-	return true
 }
 
 // expiry says whether an Unreachable instance has outlived ExpireAfter, or how long until it will.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -15,6 +16,7 @@ import (
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
 	"github.com/slugway/slugway/internal/testenv"
+	"github.com/slugway/slugway/kubeclient"
 	"github.com/slugway/slugway/manager"
 	"github.com/slugway/slugway/registry"
 )
@@ -199,23 +201,31 @@ func TestURLConflict(t *testing.T) {
 	waitStatus(t, late, slugwayv1.HealthHealthy)
 }
 
-// The write budget: a probe every 100ms must not mean a write every 100ms. Status is
-// written on transitions plus one lastHeartbeat refresh per HeartbeatRefresh, and not
-// at all when nothing changes and the refresh is long.
+// The write budget: a probe every 200ms must not mean a write every 200ms. Status is
+// written on transitions plus one lastHeartbeat refresh per HeartbeatRefresh (stretched
+// by MaxHeartbeatWrites), and not at all when nothing changes and the refresh is long.
+// The refreshes are counted against the probes the backend answered, not the wall
+// clock: a refresh needs a successful probe a refresh interval after the last, so on a
+// slow machine fewer probes mean fewer refreshes due, and the bounds move with them.
 func TestWriteBudget(t *testing.T) {
 	const n = 10
 	b := newBackend(t, 0)
 	ctx := context.Background()
 	claim(t, "budget")
 	// Probe every second (the CRD's minimum); generous timeout and thresholds so that a
-	// loaded machine causes no transitions (each would be a legitimate write) and only
-	// the refresh writes remain.
+	// loaded machine causes few transitions (each is a legitimate write, counted apart
+	// from the refreshes).
+	const interval = time.Second
 	hc := fastCheck()
-	hc.Interval, hc.Timeout, hc.DegradedAfter, hc.UnhealthyThreshold = ms(time.Second), ms(500*time.Millisecond), ms(500*time.Millisecond), 5
+	hc.Interval, hc.Timeout, hc.DegradedAfter, hc.UnhealthyThreshold = ms(interval), ms(500*time.Millisecond), ms(500*time.Millisecond), 5
 
-	measure := func(refresh, window time.Duration, budget float64) (writes, probes int64) {
+	type counts struct {
+		refreshes, transitions int
+		allowed, due           int // refreshes the observed probes allow at most, and call for at least
+		probes                 int
+	}
+	measure := func(refresh, window time.Duration, budget float64) (c counts) {
 		t.Helper()
-		stopCh := make(chan struct{})
 		o := env.ControllerOptions()
 		o.HeartbeatRefresh = refresh
 		o.MaxHeartbeatWrites = budget
@@ -224,7 +234,6 @@ func TestWriteBudget(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer stop()
-		defer close(stopCh)
 		var insts []*slugwayv1.Instance
 		for i := range n {
 			name := fmt.Sprintf("budget-%d", i)
@@ -242,62 +251,115 @@ func TestWriteBudget(t *testing.T) {
 		if err := env.Client.List(ctx, &list, client.InNamespace("default")); err != nil {
 			t.Fatal(err)
 		}
+		last := map[string]slugwayv1.InstanceStatus{}
+		for _, inst := range list.Items {
+			last[inst.Name] = inst.Status
+		}
 		w, err := envWatch(ctx, list.ResourceVersion)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer w.Stop()
-		before := b.hits.Load()
+		start := time.Now()
 		deadline := time.After(window)
+	watching:
 		for {
 			select {
 			case ev := <-w.ResultChan():
-				if inst, ok := ev.Object.(*slugwayv1.Instance); ok && ev.Type == watch.Modified && inst.Spec.Slug == "budget" {
-					writes++
-					if testing.Verbose() {
-						t.Logf("write: %s %+v", inst.Name, inst.Status)
-					}
+				inst, ok := ev.Object.(*slugwayv1.Instance)
+				if !ok || ev.Type != watch.Modified || inst.Spec.Slug != "budget" {
+					continue
+				}
+				prev := last[inst.Name]
+				last[inst.Name] = inst.Status
+				prev.LastHeartbeat = inst.Status.LastHeartbeat
+				if equality.Semantic.DeepEqual(prev, inst.Status) {
+					c.refreshes++
+				} else {
+					c.transitions++
+					t.Logf("transition write: %s %+v", inst.Name, inst.Status)
 				}
 			case <-deadline:
-				return writes, b.hits.Load() - before
+				break watching
 			}
+		}
+		end := time.Now()
+		// The interval the refreshes keep (the budget stretches it). The monitor times it
+		// from its own probes, which end a moment after the backend answered them.
+		every := refresh
+		if budget > 0 {
+			every = max(every, time.Duration(float64(n)/budget*float64(time.Second)))
+		}
+		for i := range n {
+			probes := b.probesOf(fmt.Sprintf("/i%d/healthz", i), start, end)
+			c.probes += len(probes)
+			c.allowed += spaced(probes, every-interval) + 1 // one may be on its way at the start
+			// Due: probes a full interval (plus the stored second) apart, answered early
+			// enough for the write to land in the window.
+			due := spaced(probesBefore(probes, end.Add(-time.Second)), every+time.Second)
+			c.due += max(due-1, 0) // the first may follow a refresh just before the window
+		}
+		// A transition resets the refresh interval (and may carry a heartbeat).
+		c.due = max(c.due-c.transitions, 0)
+		return c
+	}
+	check := func(name string, c counts) {
+		t.Helper()
+		t.Logf("%s: %d refresh writes (probes allow at most %d, call for at least %d), %d transitions, %d probes", name, c.refreshes, c.allowed, c.due, c.transitions, c.probes)
+		if c.refreshes > c.allowed {
+			t.Errorf("%s: %d refresh writes, but the %d probes answered allow only %d: more than one per refresh interval", name, c.refreshes, c.probes, c.allowed)
+		}
+		if c.refreshes < c.due {
+			t.Errorf("%s: %d refresh writes, but the %d probes answered call for %d: the heartbeat refresh did not happen", name, c.refreshes, c.probes, c.due)
 		}
 	}
 
-	// Refresh every 4s over an 8s window: about 2 writes per instance, against about 8 probes.
-	writes, probes := measure(4*time.Second, 8*time.Second, 0)
-	t.Logf("refresh 4s: %d status writes and %d probes for %d healthy instances in 8s", writes, probes, n)
-	if writes > n*(8/4+1) {
-		t.Errorf("%d writes for %d instances in 8s with a 4s refresh: more than one per refresh", writes, n)
-	}
-	if writes < n {
-		t.Errorf("only %d writes: the heartbeat refresh did not happen", writes)
-	}
-	if probes < 2*writes {
-		t.Errorf("%d probes vs %d writes: writes are not decoupled from probes", probes, writes)
+	// Refresh every 2s over a 5s window: about 2.5 writes per instance, against about 5 probes.
+	c := measure(2*time.Second, 5*time.Second, 0)
+	check("refresh 2s", c)
+	if c.due == 0 {
+		t.Errorf("refresh 2s: the %d probes in 5s called for no refresh: the premise (probes more often than refreshes) does not hold", c.probes)
 	}
 
-	// A long refresh: nothing changes, so nothing is written.
 	// A write budget of 2/s for 10 instances stretches a 1s refresh to 5s: about
 	// 10 writes in 5s instead of about 50.
-	writes, _ = measure(time.Second, 5*time.Second, 2)
-	t.Logf("refresh 1s, at most 2 writes/s: %d status writes in 5s", writes)
-	if writes > 2*5+n {
-		t.Errorf("%d writes in 5s under a budget of 2/s", writes)
-	}
+	check("refresh 1s, at most 2 writes/s", measure(time.Second, 5*time.Second, 2))
 
-	writes, probes = measure(time.Hour, 3*time.Second, 0)
-	t.Logf("refresh 1h: %d status writes and %d probes in 3s", writes, probes)
-	if writes != 0 {
-		t.Errorf("%d status writes while nothing changed", writes)
+	// A long refresh: nothing changes, so nothing is written.
+	c = measure(time.Hour, 3*time.Second, 0)
+	t.Logf("refresh 1h: %d refresh writes, %d transitions and %d probes in 3s", c.refreshes, c.transitions, c.probes)
+	if c.refreshes != 0 {
+		t.Errorf("%d lastHeartbeat writes with a 1h refresh", c.refreshes)
 	}
-	if probes < n*2 {
-		t.Errorf("only %d probes ran", probes)
+	if c.probes < n {
+		t.Errorf("only %d probes of %d instances in 3s: the controller is not probing", c.probes, n)
 	}
 }
 
+// spaced counts the times, in order, that are at least d after the previous one counted
+// (the first counts): the most refreshes a refresh interval d allows.
+func spaced(ts []time.Time, d time.Duration) int {
+	n := 0
+	var last time.Time
+	for _, at := range ts {
+		if n == 0 || at.Sub(last) >= d {
+			n++
+			last = at
+		}
+	}
+	return n
+}
+
+func probesBefore(ts []time.Time, end time.Time) []time.Time {
+	i := 0
+	for i < len(ts) && ts[i].Before(end) {
+		i++
+	}
+	return ts[:i]
+}
+
 func envWatch(ctx context.Context, rv string) (watch.Interface, error) {
-	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: manager.Scheme()})
+	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: kubeclient.Scheme()})
 	if err != nil {
 		return nil, err
 	}

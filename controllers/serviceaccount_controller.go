@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -19,10 +20,6 @@ import (
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
 	"github.com/slugway/slugway/registry"
 )
-
-// FinalizerInstances makes deleting a ServiceAccount delete its Instances first.
-// Leaving them behind would hand them to whoever claims the slug next.
-const FinalizerInstances = "slugway.io/instances"
 
 // ServiceAccountReconciler aggregates a slug's Instances into the ServiceAccount's
 // status, and deletes them when the slug is released.
@@ -47,7 +44,7 @@ func (r *ServiceAccountReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 	// Patches, not updates: the cached object lacks the fields the cache transform drops
 	// (registry.TrimForController), and an update would erase them.
-	if before := sa.DeepCopy(); controllerutil.AddFinalizer(&sa, FinalizerInstances) {
+	if before := sa.DeepCopy(); controllerutil.AddFinalizer(&sa, slugwayv1.FinalizerInstances) {
 		if err := r.Patch(ctx, &sa, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 			return ctrl.Result{}, err
 		}
@@ -70,24 +67,27 @@ func (r *ServiceAccountReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		ready.Message = fmt.Sprintf("none of %d instances routable: /%s/ answers 503 (or 404 with no instances)", desired.Instances, sa.Name)
 	}
 	apimeta.SetStatusCondition(&desired.Conditions, ready)
-	if apimeta.IsStatusConditionTrue(sa.Status.Conditions, slugwayv1.ConditionReady) != (ready.Status == metav1.ConditionTrue) {
-		typ := corev1.EventTypeNormal
-		if ready.Status != metav1.ConditionTrue {
-			typ = corev1.EventTypeWarning
-		}
-		defer r.Recorder.Eventf(&sa, nil, typ, ready.Reason, "Aggregate", "%s", ready.Message)
-	}
-	if equalSAStatus(&sa.Status, desired) {
+	if equality.Semantic.DeepEqual(&sa.Status, desired) {
 		return ctrl.Result{}, nil
 	}
 	before := sa.DeepCopy()
 	sa.Status = *desired
-	return ctrl.Result{}, r.Status().Patch(ctx, &sa, client.MergeFrom(before))
+	if err := r.Status().Patch(ctx, &sa, client.MergeFrom(before)); err != nil {
+		return ctrl.Result{}, err // no Event: the retry decides again, on what it reads then
+	}
+	if apimeta.IsStatusConditionTrue(before.Status.Conditions, slugwayv1.ConditionReady) != (ready.Status == metav1.ConditionTrue) {
+		typ := corev1.EventTypeNormal
+		if ready.Status != metav1.ConditionTrue {
+			typ = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(&sa, nil, typ, ready.Reason, "Aggregate", "%s", ready.Message)
+	}
+	return ctrl.Result{}, nil
 }
 
 // release deletes the slug's instances, then lets the ServiceAccount go.
 func (r *ServiceAccountReconciler) release(ctx context.Context, sa *slugwayv1.ServiceAccount, items []slugwayv1.Instance) (ctrl.Result, error) {
-	if !controllerutil.ContainsFinalizer(sa, FinalizerInstances) {
+	if !controllerutil.ContainsFinalizer(sa, slugwayv1.FinalizerInstances) {
 		return ctrl.Result{}, nil
 	}
 	pending := 0
@@ -107,13 +107,8 @@ func (r *ServiceAccountReconciler) release(ctx context.Context, sa *slugwayv1.Se
 		return ctrl.Result{RequeueAfter: time.Second}, nil
 	}
 	before := sa.DeepCopy()
-	controllerutil.RemoveFinalizer(sa, FinalizerInstances)
+	controllerutil.RemoveFinalizer(sa, slugwayv1.FinalizerInstances)
 	return ctrl.Result{}, client.IgnoreNotFound(r.Patch(ctx, sa, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})))
-}
-
-func equalSAStatus(a, b *slugwayv1.ServiceAccountStatus) bool {
-	return a.Instances == b.Instances && a.HealthyInstances == b.HealthyInstances &&
-		a.ObservedGeneration == b.ObservedGeneration && conditionsEqual(a.Conditions, b.Conditions)
 }
 
 // SetupWithManager wires the controller: a change to any Instance re-aggregates its slug.

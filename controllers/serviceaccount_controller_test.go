@@ -11,7 +11,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
-	"github.com/slugway/slugway/controllers"
 	"github.com/slugway/slugway/internal/testenv"
 )
 
@@ -37,7 +36,7 @@ func TestServiceAccountAggregatesAndReleases(t *testing.T) {
 		if !apimeta.IsStatusConditionTrue(got.Status.Conditions, slugwayv1.ConditionReady) {
 			return fmt.Errorf("not Ready: %+v", got.Status.Conditions)
 		}
-		if len(got.Finalizers) != 1 || got.Finalizers[0] != controllers.FinalizerInstances {
+		if len(got.Finalizers) != 1 || got.Finalizers[0] != slugwayv1.FinalizerInstances {
 			return fmt.Errorf("finalizers %v", got.Finalizers)
 		}
 		return nil

@@ -1,50 +1,153 @@
 #!/usr/bin/env bash
-# Compares slugway's proxy with nginx and HAProxy as keep-alive reverse proxies in
-# front of one origin, with the same wrk settings, on loopback only:
-#   direct (wrk → origin), slugway, nginx, haproxy.
-# slugway's routes come from a real local kube-apiserver + etcd (hack/benchenv).
-# nginx, HAProxy and wrk are installed from Debian's packages when missing.
+# Compares slugway's proxy with the reverse proxies users would pick instead, with the
+# same wrk load, on loopback only, and prints markdown tables with every peer as a ratio
+# to nginx measured in the same run.
 #
-# Scenarios (response size : connections), each against all four targets in turn:
-#   small:64 (the headline: an 19-byte JSON body), 1k:64, 64k:64, small:16, small:256.
-# For every run it reads the proxy processes' CPU time (utime+stime in
-# /proc/<pid>/stat: slugway; nginx master and workers; haproxy) before and after,
-# and prints CPU seconds per 100k requests next to req/s, p50 and p99, with the
-# ratios to nginx measured in the same run.
+# Default mode: one Go origin (hack/benchorigin), routes from a real local kube-apiserver
+# + etcd (hack/benchenv), then each target in turn:
+#   direct       wrk → the origin
+#   slugway      this tree's `slugway proxy`
+#   baseline     `slugway proxy` built from $BASELINE (only with BASELINE=<commit>)
+#   nginx        nginx as users run it: upstream keepalive, default proxy buffering
+#   nginx-nobuf  the same with `proxy_buffering off` (the headline config before 2026-12)
+#   haproxy      HAProxy, keep-alive both sides
+#   caddy        Caddy, a plain `reverse_proxy` (Traefik cannot be built here, see docs/benchmarks.md)
+# nginx, HAProxy, Caddy and wrk are installed from Debian's packages when missing.
 #
-#   hack/bench-proxy.sh                        # 10s per run, 2 threads
-#   DURATION=5s SCENARIOS="small:64 64k:64" hack/bench-proxy.sh
-#   BASELINE=4ef7626 hack/bench-proxy.sh       # also slugway built from that git commit ("baseline")
-#   PROFILE=20 hack/bench-proxy.sh             # then a 20s CPU profile of slugway (small:64)
-#                                              # into $PROFILE_OUT (default /tmp/slugway-bench.pprof)
+# MODE=make-run: the proxy as `make run` starts it. hack/run (built from this tree, in a
+# scratch copy of the repository layout so the shared bin/ is not touched) runs in its own
+# session, as in a terminal of its own, with its control plane, controller, proxy and
+# skeleton-svc. Targets: direct (skeleton-svc), make-run (its proxy), by-hand (a second
+# `slugway proxy` with the same flags against the same apiserver, started in a session of
+# its own as from a second terminal), nginx (own session, same config as above, in front
+# of skeleton-svc), plus PEERS if given. make run's fixed ports (9080, 8081, 8082, 9311)
+# must be free.
+#
+# Scenarios (response size : connections): small:64 (the headline: a 19-byte JSON body),
+# 1k:64, 64k:64, small:16, small:256; make-run mode: small only (default small:64 small:16).
+# For every measured run it reads the target's CPU time (utime+stime in /proc/<pid>/stat of
+# every process doing its work) before and after, and reports CPU seconds per 100k
+# requests next to req/s, p50 and p99.
+#
+#   hack/bench-proxy.sh                         # one round, 10s per measurement (~8 min)
+#   RUNS=3 BASELINE=d763b02 hack/bench-proxy.sh # three rounds, target order rotated per round,
+#                                               # medians of the per-round figures and ratios
+#   DURATION=5s SCENARIOS="small:64 64k:64" PEERS="nginx caddy" hack/bench-proxy.sh
+#   MODE=make-run RUNS=3 hack/bench-proxy.sh    # the proxy as `make run` starts it
+#   OUT=/tmp/bench.md hack/bench-proxy.sh       # also write the tables there (raw rows: /tmp/bench.tsv)
+#   PROFILE=20 hack/bench-proxy.sh              # then a 20s CPU profile of slugway (small:64)
+#                                               # into $PROFILE_OUT (default /tmp/slugway-bench.pprof)
 #   BASELINE=HEAD SLUGWAY_ENV=GOMAXPROCS=1 hack/bench-proxy.sh
-#                                              # environment for the slugway binary (BASELINE_ENV: the baseline's)
+#                                               # environment for the slugway binary (BASELINE_ENV: the baseline's)
+#   ASSETS=/dir ...                             # kube-apiserver and etcd from there (default: bin/k8s-v1.37.2)
+#   KEEP=1 ...                                  # keep the scratch directory (binaries, configs, logs)
+#
+# Every process it starts is in a process group it ends on exit (Ctrl-C included); the
+# processes those start are recorded once everything is up and killed if still alive.
+# It refuses to run if any of them listens outside loopback.
 set -euo pipefail
+set -m # each background job in its own process group, so that cleanup ends it whole
 cd "$(dirname "$0")/.."
+MODE=${MODE:-proxies}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-3s}
 THREADS=${THREADS:-2}
-SCENARIOS=${SCENARIOS:-small:64 1k:64 64k:64 small:16 small:256}
+RUNS=${RUNS:-1}
 PROFILE=${PROFILE:-0}
 PROFILE_OUT=${PROFILE_OUT:-/tmp/slugway-bench.pprof}
-[ "$PROFILE" != 0 ] && PPROF=true
-CLK_TCK=$(getconf CLK_TCK)
-ORIGIN=127.0.0.1:28081 SLUGWAY=127.0.0.1:28080 ADMIN=127.0.0.1:29080 NGINX=127.0.0.1:28082 HAPROXY=127.0.0.1:28083
-BASE=127.0.0.1:28084 BASE_ADMIN=127.0.0.1:29084 BASELINE=${BASELINE:-}
+BASELINE=${BASELINE:-}
 SLUGWAY_ENV=${SLUGWAY_ENV:-} BASELINE_ENV=${BASELINE_ENV:-}
+OUT=${OUT:-}
+ASSETS=${ASSETS:-${KUBEBUILDER_ASSETS:-$PWD/bin/k8s-v1.37.2}} # kube-apiserver and etcd (hack/controlplane.sh builds them)
+case $MODE in
+  proxies)
+    SCENARIOS=${SCENARIOS:-small:64 1k:64 64k:64 small:16 small:256}
+    PEERS=${PEERS:-nginx nginx-nobuf haproxy caddy} ;;
+  make-run)
+    SCENARIOS=${SCENARIOS:-small:64 small:16}
+    PEERS=${PEERS:-nginx}
+    [ -z "$BASELINE" ] || { echo "BASELINE is not supported with MODE=make-run" >&2; exit 2; } ;;
+  *) echo "MODE=$MODE: use proxies (the default) or make-run" >&2; exit 2 ;;
+esac
+[[ " $PEERS " == *" nginx "* ]] || PEERS="nginx $PEERS" # every ratio is to nginx
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "RUNS=$RUNS: want a positive integer" >&2; exit 2; }
+[ "$PROFILE" = 0 ] || [ "$MODE" = proxies ] || { echo "PROFILE needs MODE=proxies" >&2; exit 2; }
+[ "$PROFILE" != 0 ] && PPROF=true
+if [ -n "$BASELINE" ]; then
+  BASELINE_REV=$(git rev-parse --verify --quiet "$BASELINE^{commit}") || { echo "BASELINE=$BASELINE is not a commit here" >&2; exit 2; }
+fi
+CLK_TCK=$(getconf CLK_TCK)
+# Loopback addresses only. make run's own ports are fixed by hack/run.
+ORIGIN=127.0.0.1:28081 SLUGWAY=127.0.0.1:28080 ADMIN=127.0.0.1:29080 NGINX=127.0.0.1:28082 HAPROXY=127.0.0.1:28083
+BASE=127.0.0.1:28084 BASE_ADMIN=127.0.0.1:29084 CADDY=127.0.0.1:28085 NGINX_NOBUF=127.0.0.1:28086
+MR_PROXY=127.0.0.1:28090 HAND=127.0.0.1:28091 HAND_ADMIN=127.0.0.1:29091 MR_SVC=127.0.0.1:9311
+
 WORK=$(mktemp -d /tmp/slugway-bench.XXXXXX)
-PIDS=()
+GROUPS_STARTED=() # process group ids (= the leader's pid) of everything started here
+RECORDED=()       # pid:starttime of every descendant, recorded once all is up
+starttime() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $20}'; }
+descendants() { # pid → it and all its descendants
+  local p c
+  for p in "$@"; do
+    echo "$p"
+    for c in $(pgrep -P "$p" || true); do descendants "$c"; done
+  done
+}
+running() { local s; s=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $1}'); [ -n "$s" ] && [ "$s" != Z ]; }
+alive() { local p=${1%%:*} t=${1##*:}; [ "$(starttime "$p")" = "$t" ] && running "$p"; } # pid:starttime, not a zombie
+group_alive() { local p; for p in $(pgrep -g "$1" || true); do running "$p" && return 0; done; return 1; }
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  trap - EXIT INT TERM
+  local g i p left
+  for ((i = ${#GROUPS_STARTED[@]} - 1; i >= 0; i--)); do
+    kill -TERM -- "-${GROUPS_STARTED[i]}" 2>/dev/null || true
+  done
+  for _ in $(seq 1 200); do # up to 20 s: make run stops its control plane on SIGTERM
+    left=0
+    for g in "${GROUPS_STARTED[@]}"; do group_alive "$g" && left=1; done
+    for p in "${RECORDED[@]}"; do alive "$p" && left=1; done
+    [ $left = 0 ] && break
+    sleep 0.1
+  done
+  for g in "${GROUPS_STARTED[@]}"; do group_alive "$g" && kill -KILL -- "-$g" 2>/dev/null && echo "killed process group $g (did not stop on SIGTERM)" >&2; done
+  for p in "${RECORDED[@]}"; do alive "$p" && kill -KILL "${p%%:*}" 2>/dev/null && echo "killed pid ${p%%:*} (left behind)" >&2; done
   wait 2>/dev/null || true
-  [ -n "${KEEP:-}" ] || rm -rf "$WORK"
+  [ -n "${KEEP:-}" ] && echo "kept $WORK" >&2 || rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start_bg name cmd...: start cmd in the background in a process group of its own (same session).
+start_bg() {
+  local name=$1; shift
+  "$@" >"$WORK/$name.out" 2>"$WORK/$name.log" &
+  GROUPS_STARTED+=($!)
+  LAST_PID=$!
+}
+# start_session name cmd...: start cmd in a session of its own, as if from another terminal (a
+# separate scheduler autogroup, see docs/benchmarks.md); LAST_PID is cmd's own pid.
+start_session() {
+  local name=$1; shift
+  rm -f "$WORK/$name.pid"
+  setsid -w bash -c 'echo $$ >"$0"; exec "$@"' "$WORK/$name.pid" "$@" >"$WORK/$name.out" 2>"$WORK/$name.log" &
+  for _ in $(seq 1 50); do [ -s "$WORK/$name.pid" ] && break; sleep 0.1; done
+  LAST_PID=$(cat "$WORK/$name.pid")
+  GROUPS_STARTED+=("$LAST_PID")
+}
+port_free() { [ -z "$(ss -ltnH "sport = :${1##*:}")" ]; }
+wait_http() { # url: wait until it answers 200
+  for _ in $(seq 1 600); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$1" || true)" = 200 ] && return 0
+    sleep 0.1
+  done
+  echo "timed out waiting for $1 (logs in $WORK, KEEP=1 keeps them)" >&2; exit 1
+}
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
-command -v haproxy >/dev/null || need+=(haproxy)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+[[ " $PEERS " != *" haproxy "* ]] || command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+[[ " $PEERS " != *" caddy "* ]] || command -v caddy >/dev/null || need+=(caddy)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]} from Debian's packages" >&2
   apt-get update -qq
@@ -53,38 +156,55 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY_BIN=$(command -v haproxy || echo /usr/sbin/haproxy)
 
-echo "building slugway, the origin and the control-plane helper" >&2
-go build -o "$WORK/slugway" .
-go build -o "$WORK/benchorigin" ./hack/benchorigin
-go build -o "$WORK/benchenv" ./hack/benchenv
-if [ -n "$BASELINE" ]; then
-  echo "building slugway at $BASELINE as the baseline" >&2
-  mkdir -p "$WORK/base"
-  git archive "$BASELINE" | tar -x -C "$WORK/base"
-  (cd "$WORK/base" && go build -o "$WORK/slugway-base" .)
+[ -x "$ASSETS/kube-apiserver" ] && [ -x "$ASSETS/etcd" ] || { echo "no kube-apiserver and etcd in $ASSETS: run hack/controlplane.sh first (or set ASSETS)" >&2; exit 1; }
+ports=()
+if [ "$MODE" = proxies ]; then
+  ports=("$ORIGIN" "$SLUGWAY" "$ADMIN")
+  [ -z "$BASELINE" ] || ports+=("$BASE" "$BASE_ADMIN")
+else
+  ports=("$MR_PROXY" 127.0.0.1:9080 127.0.0.1:8081 127.0.0.1:8082 "$MR_SVC" "$HAND" "$HAND_ADMIN")
+fi
+for p in $PEERS; do
+  case $p in nginx) ports+=("$NGINX") ;; nginx-nobuf) ports+=("$NGINX_NOBUF") ;; haproxy) ports+=("$HAPROXY") ;; caddy) ports+=("$CADDY") ;;
+    *) echo "PEERS: unknown peer $p (nginx, nginx-nobuf, haproxy, caddy)" >&2; exit 2 ;;
+  esac
+done
+for a in "${ports[@]}"; do
+  port_free "$a" || { echo "port ${a##*:} is in use (ss -ltnp); stop what holds it first" >&2; ss -ltnpH "sport = :${a##*:}" >&2; exit 1; }
+done
+
+echo "building slugway$([ "$MODE" = proxies ] && echo ", the origin and the control-plane helper" || echo ", skeleton-svc and hack/run")" >&2
+CGO_ENABLED=0 go build -o "$WORK/slugway" . # as hack/run.sh builds it
+if [ "$MODE" = proxies ]; then
+  go build -o "$WORK/benchorigin" ./hack/benchorigin
+  go build -o "$WORK/benchenv" ./hack/benchenv
+  if [ -n "$BASELINE" ]; then
+    echo "building slugway at $BASELINE as the baseline" >&2
+    mkdir -p "$WORK/base"
+    git archive "$BASELINE_REV" | tar -x -C "$WORK/base"
+    (cd "$WORK/base" && CGO_ENABLED=0 go build -o "$WORK/slugway-base" .)
+  fi
 fi
 
-wait_http() { # url: wait until it answers 200
-  for _ in $(seq 1 300); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "$1" || true)" = 200 ] && return 0
-    sleep 0.1
-  done
-  echo "timed out waiting for $1" >&2; exit 1
+# upstream_conf name listen origin prefix extra: an nginx server block.
+nginx_server() {
+  cat <<CONF
+  server {
+    listen $1;
+    location $3 {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;$4
+    }
+  }
+CONF
 }
-
-"$WORK/benchorigin" -listen "$ORIGIN" & PIDS+=($!); ORIGIN_PID=$!
-"$WORK/benchenv" -origin "http://$ORIGIN" -write-kubeconfig "$WORK/kubeconfig" > "$WORK/benchenv.out" 2>"$WORK/benchenv.log" & PIDS+=($!)
-for _ in $(seq 1 600); do grep -q ready "$WORK/benchenv.out" 2>/dev/null && break; sleep 0.1; done
-grep -q ready "$WORK/benchenv.out" || { cat "$WORK/benchenv.log" >&2; exit 1; }
-env $SLUGWAY_ENV KUBECONFIG="$WORK/kubeconfig" "$WORK/slugway" proxy --listen "$SLUGWAY" --admin-listen "$ADMIN" --allow-loopback --pprof="${PPROF:-false}" 2>"$WORK/slugway.log" & PIDS+=($!); SLUGWAY_PID=$!
-wait_http "http://$ADMIN/readyz"
-if [ -n "$BASELINE" ]; then
-  env $BASELINE_ENV KUBECONFIG="$WORK/kubeconfig" "$WORK/slugway-base" proxy --listen "$BASE" --admin-listen "$BASE_ADMIN" --allow-loopback 2>"$WORK/slugway-base.log" & PIDS+=($!); BASE_PID=$!
-  wait_http "http://$BASE_ADMIN/readyz"
-fi
-
-cat > "$WORK/nginx.conf" <<CONF
+write_nginx() { # origin prefix
+  {
+    cat <<CONF
 worker_processes auto;
 pid $WORK/nginx.pid;
 error_log $WORK/nginx-error.log warn;
@@ -94,22 +214,15 @@ http {
   access_log off;
   client_body_temp_path $WORK/nginx-body;
   proxy_temp_path $WORK/nginx-proxy;
-  upstream origin { server $ORIGIN; keepalive 256; }
-  server {
-    listen $NGINX;
-    location /bench/ {
-      proxy_pass http://origin;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-      proxy_buffering off;
-    }
-  }
-}
+  upstream origin { server $1; keepalive 256; }
 CONF
-"$NGINX_BIN" -c "$WORK/nginx.conf" & PIDS+=($!); NGINX_PID=$!
-
-cat > "$WORK/haproxy.cfg" <<CONF
+    nginx_server "$NGINX" "$1" "$2" ""
+    [[ " $PEERS " != *" nginx-nobuf "* ]] || nginx_server "$NGINX_NOBUF" "$1" "$2" $'\n      proxy_buffering off;'
+    echo "}"
+  } >"$WORK/nginx.conf"
+}
+write_haproxy() { # origin
+  cat >"$WORK/haproxy.cfg" <<CONF
 global
   maxconn 4096
 defaults
@@ -124,23 +237,122 @@ frontend fe
   bind $HAPROXY
   default_backend origin
 backend origin
-  server o1 $ORIGIN
+  server o1 $1
 CONF
-haproxy -f "$WORK/haproxy.cfg" -db & PIDS+=($!); HAPROXY_PID=$!
+}
+write_caddy() { # origin
+  mkdir -p "$WORK/caddy"
+  cat >"$WORK/Caddyfile" <<CONF
+{
+	admin off
+	auto_https off
+	storage file_system $WORK/caddy
+}
+http://:${CADDY##*:} {
+	bind ${CADDY%:*}
+	reverse_proxy $1
+}
+CONF
+}
+# start_peers origin prefix starter: nginx, HAProxy, Caddy (those in PEERS) with starter (start_bg or start_session).
+start_peers() {
+  write_nginx "$1" "$2"
+  $3 nginx "$NGINX_BIN" -c "$WORK/nginx.conf"; NGINX_PID=$LAST_PID
+  if [[ " $PEERS " == *" haproxy "* ]]; then
+    write_haproxy "$1"
+    $3 haproxy "$HAPROXY_BIN" -f "$WORK/haproxy.cfg" -db; HAPROXY_PID=$LAST_PID
+  fi
+  if [[ " $PEERS " == *" caddy "* ]]; then
+    write_caddy "$1"
+    $3 caddy env HOME="$WORK/caddy" XDG_DATA_HOME="$WORK/caddy" XDG_CONFIG_HOME="$WORK/caddy" \
+      caddy run --config "$WORK/Caddyfile" --adapter caddyfile; CADDY_PID=$LAST_PID
+  fi
+}
 
+if [ "$MODE" = proxies ]; then
+  start_bg origin "$WORK/benchorigin" -listen "$ORIGIN"; ORIGIN_PID=$LAST_PID
+  start_bg benchenv env KUBEBUILDER_ASSETS="$ASSETS" "$WORK/benchenv" -origin "http://$ORIGIN" -write-kubeconfig "$WORK/kubeconfig"
+  for _ in $(seq 1 900); do grep -q ready "$WORK/benchenv.out" 2>/dev/null && break; sleep 0.1; done
+  grep -q ready "$WORK/benchenv.out" || { cat "$WORK/benchenv.log" >&2; exit 1; }
+  start_bg slugway env $SLUGWAY_ENV KUBECONFIG="$WORK/kubeconfig" "$WORK/slugway" proxy --listen "$SLUGWAY" --admin-listen "$ADMIN" --allow-loopback --pprof="${PPROF:-false}"
+  SLUGWAY_PID=$LAST_PID
+  wait_http "http://$ADMIN/readyz"
+  if [ -n "$BASELINE" ]; then
+    start_bg slugway-base env $BASELINE_ENV KUBECONFIG="$WORK/kubeconfig" "$WORK/slugway-base" proxy --listen "$BASE" --admin-listen "$BASE_ADMIN" --allow-loopback
+    BASE_PID=$LAST_PID
+    wait_http "http://$BASE_ADMIN/readyz"
+  fi
+  start_peers "$ORIGIN" /bench/ start_bg
+  TARGETS=(direct slugway)
+  [ -z "$BASELINE" ] || TARGETS+=(baseline)
+  PATHS=(/bench/hello /bench/1k /bench/64k)
+else
+  # A scratch copy of the repository layout for hack/run: the same go.mod and config/, bin/
+  # holding the binaries hack/run.sh would build and the shared control plane binaries.
+  MR=$WORK/root
+  mkdir -p "$MR/bin"
+  cp go.mod "$MR/"
+  ln -s "$PWD/config" "$MR/config"
+  ln -s "$ASSETS" "$MR/bin/k8s-v1.37.2"
+  cp "$WORK/slugway" "$MR/bin/slugway"
+  go build -o "$MR/bin/skeleton-svc" ./examples/skeleton-svc
+  go build -o "$MR/bin/slugway-run" ./hack/run
+  echo "starting make run's runner (its own session, like a terminal; output in $WORK/make-run.out)" >&2
+  start_session make-run env -C "$MR" PROXY_ADDR="$MR_PROXY" DATA_DIR="$WORK/run-data" bin/slugway-run; RUN_PID=$LAST_PID
+  for _ in $(seq 1 1800); do grep -q "slugway is running" "$WORK/make-run.out" 2>/dev/null && break; kill -0 "$RUN_PID" 2>/dev/null || break; sleep 0.1; done
+  grep -q "slugway is running" "$WORK/make-run.out" || { cat "$WORK/make-run.out" "$WORK/make-run.log" >&2; exit 1; }
+  MR_PROXY_PID=$(for p in $(descendants "$RUN_PID"); do tr '\0' ' ' <"/proc/$p/cmdline" | grep -q "proxy --listen $MR_PROXY " && echo "$p"; done | head -1)
+  ORIGIN_PID=$(for p in $(descendants "$RUN_PID"); do tr '\0' ' ' <"/proc/$p/cmdline" | grep -q "/skeleton-svc" && echo "$p"; done | head -1)
+  [ -n "$MR_PROXY_PID" ] && [ -n "$ORIGIN_PID" ] || { echo "cannot find make run's proxy or skeleton-svc" >&2; exit 1; }
+  start_session by-hand env KUBECONFIG="$WORK/run-data/kubeconfig" "$WORK/slugway" proxy --listen "$HAND" --admin-listen "$HAND_ADMIN" --allow-loopback
+  HAND_PID=$LAST_PID
+  wait_http "http://$HAND_ADMIN/readyz"
+  start_peers "$MR_SVC" /skeleton-svc/ start_session
+  ORIGIN=$MR_SVC
+  TARGETS=(direct make-run by-hand)
+  PATHS=(/skeleton-svc/hello)
+fi
+TARGETS+=($PEERS)
 
-to_ms() { # wrk latency like 690.00us / 5.25ms / 1.02s → milliseconds
-  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'
+addr_of() {
+  case $1 in
+    direct) echo "$ORIGIN" ;; slugway) echo "$SLUGWAY" ;; baseline) echo "$BASE" ;; nginx) echo "$NGINX" ;; nginx-nobuf) echo "$NGINX_NOBUF" ;;
+    haproxy) echo "$HAPROXY" ;; caddy) echo "$CADDY" ;; make-run) echo "$MR_PROXY" ;; by-hand) echo "$HAND" ;;
+  esac
 }
 pids_of() { # target → the processes doing its work
   case $1 in
     direct) echo "$ORIGIN_PID" ;;
     slugway) echo "$SLUGWAY_PID" ;;
     baseline) echo "$BASE_PID" ;;
-    nginx) echo "$NGINX_PID" "$(pgrep -P "$NGINX_PID" | tr '\n' ' ')" ;;
+    nginx | nginx-nobuf) descendants "$NGINX_PID" | tr '\n' ' ' ;;
     haproxy) echo "$HAPROXY_PID" ;;
+    caddy) echo "$CADDY_PID" ;;
+    make-run) echo "$MR_PROXY_PID" ;;
+    by-hand) echo "$HAND_PID" ;;
   esac
 }
+path_for() {
+  case $MODE/$1 in
+    */small) echo "${PATHS[0]}" ;; proxies/1k) echo /bench/1k ;; proxies/64k) echo /bench/64k ;;
+    *) echo "unknown size $1 (small, 1k, 64k; make-run mode: small)" >&2; exit 2 ;;
+  esac
+}
+for sc in $SCENARIOS; do path_for "${sc%%:*}" >/dev/null; [[ ${sc##*:} =~ ^[0-9]+$ ]] || { echo "scenario $sc: want size:connections" >&2; exit 2; }; done
+for t in "${TARGETS[@]}"; do
+  for p in "${PATHS[@]}"; do wait_http "http://$(addr_of "$t")$p"; done
+done
+
+# Everything is up: record every process started, and check none listens outside loopback.
+ours=" "
+for g in "${GROUPS_STARTED[@]}"; do for p in $(descendants "$g"); do
+  RECORDED+=("$p:$(starttime "$p")"); ours+="$p "
+done; done
+bad=$(ss -ltnupH | awk -v ours="$ours" '{
+  split($0, a, "pid="); for (i = 2; i in a; i++) { split(a[i], b, ","); if (index(ours, " " b[1] " ")) { print; break } } }' |
+  awk '$5 !~ /^(127\.[0-9.]+|\[::1\]|\[::ffff:127\.[0-9.]+\]):[0-9]+$/')
+[ -z "$bad" ] || { echo "refusing to run: started processes listen outside loopback:"$'\n'"$bad" >&2; exit 1; }
+
 cpu_ticks() { # pids → summed utime+stime (clock ticks); the comm field may hold spaces
   local t=0 p
   for p in "$@"; do
@@ -149,65 +361,122 @@ cpu_ticks() { # pids → summed utime+stime (clock ticks); the comm field may ho
   done
   echo "$t"
 }
-path_for() { case $1 in small) echo /bench/hello ;; 1k) echo /bench/1k ;; 64k) echo /bench/64k ;; *) echo "unknown size $1 (small, 1k, 64k)" >&2; exit 1 ;; esac; }
+to_ms() { # wrk latency like 690.00us / 5.25ms / 1.02s → milliseconds
+  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'
+}
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[++n] = $1 } END { if (!n) print "nan"; else print (n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2) }'; }
+med_of() { # array scenario target → the median over the rounds
+  local -n arr=$1
+  local x="" r
+  for ((r = 1; r <= RUNS; r++)); do x+="${arr[$r/$2/$3]} "; done
+  median <<<"$x"
+}
 
-urls=("http://$ORIGIN" "http://$SLUGWAY" "http://$NGINX" "http://$HAPROXY")
-[ -z "$BASELINE" ] || urls+=("http://$BASE")
-for u in "${urls[@]}"; do
-  for s in small 1k 64k; do wait_http "$u$(path_for $s)"; done
-done
-
-TARGETS=(direct slugway nginx haproxy)
-[ -z "$BASELINE" ] || TARGETS=(direct slugway baseline nginx haproxy)
+per_round=$(( ${#TARGETS[@]} * $(wc -w <<<"$SCENARIOS") ))
+secs=$(awk -v n=$((per_round * RUNS)) -v d="$DURATION" -v w="$WARMUP" 'BEGIN { print int(n * (d + w + 1) / 60 + 0.5) }') # wrk's durations in s
+echo "measuring: $RUNS round(s) × ${#TARGETS[@]} targets × $(wc -w <<<"$SCENARIOS") scenarios, about $secs min" >&2
 declare -A RPS P50 P99 CPU ERR
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-for sc in $SCENARIOS; do
-  conns=${sc##*:} path=$(path_for "${sc%%:*}")
-  for target in "${TARGETS[@]}"; do
-    case $target in
-      direct) addr=$ORIGIN ;; slugway) addr=$SLUGWAY ;; baseline) addr=$BASE ;; nginx) addr=$NGINX ;; haproxy) addr=$HAPROXY ;;
-    esac
-    wrk -t"$THREADS" -c"$conns" -d"$WARMUP" "http://$addr$path" >/dev/null
-    read -ra pids <<<"$(pids_of "$target")"
-    before=$(cpu_ticks "${pids[@]}")
-    out=$(wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency "http://$addr$path")
-    after=$(cpu_ticks "${pids[@]}")
-    if echo "$out" | grep -q "Non-2xx"; then echo "$target answered errors:"$'\n'"$out" >&2; exit 1; fi
-    k="$sc/$target"
-    reqs=$(echo "$out" | awk '/requests in/ {print $1}')
-    RPS[$k]=$(echo "$out" | awk '/^Requests\/sec/ {printf "%.0f", $2}')
-    P50[$k]=$(to_ms "$(echo "$out" | awk '$1 == "50%" {print $2}')")
-    P99[$k]=$(to_ms "$(echo "$out" | awk '$1 == "99%" {print $2}')")
-    CPU[$k]=$(awk -v d=$((after - before)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN { printf "%.2f", d / hz / n * 100000 }')
-    ERR[$k]=$(echo "$out" | awk '/Socket errors/ {gsub(",", ""); print $4 + $6 + $8 + $10; f=1} END {if (!f) print 0}')
-    echo "$sc $target: ${RPS[$k]} req/s, p99 ${P99[$k]} ms, ${CPU[$k]} CPU s/100k req" >&2
+RAW=$WORK/raw.tsv
+printf 'round\tscenario\ttarget\treq_s\tp50_ms\tp99_ms\tcpu_s_per_100k\terrors\n' >"$RAW"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg) STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
+for ((r = 1; r <= RUNS; r++)); do
+  # rotate the order of the targets every round, so none always runs first or last
+  n=${#TARGETS[@]} order=()
+  for ((i = 0; i < n; i++)); do order+=("${TARGETS[(i + r - 1) % n]}"); done
+  for sc in $SCENARIOS; do
+    conns=${sc##*:} path=$(path_for "${sc%%:*}")
+    for target in "${order[@]}"; do
+      url="http://$(addr_of "$target")$path"
+      wrk -t"$THREADS" -c"$conns" -d"$WARMUP" "$url" >/dev/null
+      read -ra pids <<<"$(pids_of "$target")"
+      before=$(cpu_ticks "${pids[@]}")
+      out=$(wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency "$url")
+      after=$(cpu_ticks "${pids[@]}")
+      k="$r/$sc/$target"
+      reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+      RPS[$k]=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
+      P50[$k]=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
+      P99[$k]=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+      CPU[$k]=$(awk -v d=$((after - before)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN { printf "%.2f", n ? d / hz / n * 100000 : 0 }')
+      ERR[$k]=$(awk '/Socket errors/ {gsub(",", ""); e += $4 + $6 + $8 + $10} /Non-2xx/ {e += $NF} END {print e + 0}' <<<"$out")
+      [ "${ERR[$k]}" = 0 ] || echo "warning: $target answered ${ERR[$k]} errors in $sc:"$'\n'"$out" >&2
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$sc" "$target" "${RPS[$k]}" "${P50[$k]}" "${P99[$k]}" "${CPU[$k]}" "${ERR[$k]}" >>"$RAW"
+      echo "round $r/$RUNS $sc $target: ${RPS[$k]} req/s, p99 ${P99[$k]} ms, ${CPU[$k]} CPU s/100k req, load $(cut -d' ' -f1 /proc/loadavg)" >&2
+    done
   done
 done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
-echo
-echo "wrk -t$THREADS -d$DURATION (warm-up $WARMUP), $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC'), load average $LOAD_START at the start, $LOAD_END at the end"
-echo "CPU: user+sys seconds per 100k requests of the proxy's processes (for direct: the origin's)"
-[ -z "$BASELINE" ] || echo "baseline: slugway built from $(git rev-parse --short "$BASELINE")"
-for sc in $SCENARIOS; do
+report() {
+  local rev dirty vers sc t k nk vals
+  rev=$(git rev-parse --short HEAD) dirty=$(git diff --quiet HEAD -- . 2>/dev/null || echo " + uncommitted changes")
+  vers="nginx $("$NGINX_BIN" -v 2>&1 | sed 's/.*nginx\///')"
+  [[ " $PEERS " != *" haproxy "* ]] || vers+=", HAProxy $("$HAPROXY_BIN" -v | awk 'NR == 1 {print $3}')"
+  [[ " $PEERS " != *" caddy "* ]] || vers+=", Caddy $(caddy version | awk '{print $1}')"
+  vers+=", $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}')"
+  echo "\`$(env | grep -E '^(MODE|RUNS|BASELINE|SCENARIOS|PEERS|DURATION|WARMUP|THREADS|SLUGWAY_ENV|BASELINE_ENV)=' | sort | tr '\n' ' ')hack/bench-proxy.sh\`"
   echo
-  echo "### ${sc%%:*} response, ${sc##*:} connections"
+  echo "slugway $rev$dirty$([ -z "$BASELINE" ] || echo ", baseline $(git rev-parse --short "$BASELINE_REV")"); $vers."
+  echo "wrk -t$THREADS -d$DURATION (warm-up $WARMUP), $RUNS round(s), target order rotated each round; $(nproc) cores; started $STARTED, load average $LOAD_START at the start, $LOAD_END at the end."
+  [ "$MODE" = proxies ] || echo "make-run: the proxy hack/run started (its own session, like a terminal); by-hand: a second slugway proxy, same flags, same apiserver, its own session; direct: skeleton-svc itself."
+  echo "Figures are medians over the rounds; each ratio is the median of the per-round ratios to nginx in the same round. CPU: user+sys seconds per 100k requests of the target's processes (for direct: the origin's)."
   echo
-  printf '| %-8s | %8s | %7s | %7s | %9s | %6s | %11s | %9s | %9s |\n' target "req/s" "p50 ms" "p99 ms" "CPU s/100k" errors "req/s÷nginx" "p99÷nginx" "CPU÷nginx"
-  printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ---------- ---------: --------: --------: -----------: -------: ------------: ----------: ----------:
-  for target in "${TARGETS[@]}"; do
-    k="$sc/$target" n="$sc/nginx"
-    awk -v t="$target" -v r="${RPS[$k]}" -v a="${P50[$k]}" -v b="${P99[$k]}" -v c="${CPU[$k]}" -v e="${ERR[$k]}" \
-      -v nr="${RPS[$n]}" -v nb="${P99[$n]}" -v nc="${CPU[$n]}" \
-      'BEGIN { printf "| %-8s | %8d | %7.2f | %7.2f | %10.2f | %6d | %11.2f | %9.2f | %9s |\n", t, r, a, b, c, e, r/nr, b/nb, (t == "direct" ? "-" : sprintf("%.2f", c/nc)) }'
+  local h='| scenario | target | req/s | p50 ms | p99 ms | CPU s/100k | errors | req/s÷nginx | p99÷nginx | CPU÷nginx |' sep='|---|---|---:|---:|---:|---:|---:|---:|---:|---:|'
+  [ "$RUNS" = 1 ] || { h+=' req/s÷nginx per round |'; sep+='---|'; }
+  echo "$h"; echo "$sep"
+  for sc in $SCENARIOS; do
+    for t in "${TARGETS[@]}"; do
+      local rr=() rp=() rc=() per="" e=0
+      for ((r = 1; r <= RUNS; r++)); do
+        k="$r/$sc/$t" nk="$r/$sc/nginx"
+        rr+=("$(awk -v a="${RPS[$k]}" -v b="${RPS[$nk]}" 'BEGIN { printf "%.2f", b ? a / b : 0 }')")
+        rp+=("$(awk -v a="${P99[$k]}" -v b="${P99[$nk]}" 'BEGIN { printf "%.2f", b ? a / b : 0 }')")
+        rc+=("$(awk -v a="${CPU[$k]}" -v b="${CPU[$nk]}" 'BEGIN { printf "%.2f", b ? a / b : 0 }')")
+        per+="${rr[-1]} " e=$((e + ${ERR[$k]}))
+      done
+      printf '| %s | %s | %.0f | %.2f | %.2f | %.2f | %d | %.2f | %.2f | %s |' "$sc" "$t" "$(med_of RPS "$sc" "$t")" "$(med_of P50 "$sc" "$t")" \
+        "$(med_of P99 "$sc" "$t")" "$(med_of CPU "$sc" "$t")" "$e" \
+        "$(median <<<"${rr[*]}")" "$(median <<<"${rp[*]}")" "$([ "$t" = direct ] && echo - || printf '%.2f' "$(median <<<"${rc[*]}")")"
+      [ "$RUNS" = 1 ] && echo || echo " ${per% } |"
+    done
   done
-done
+  if [ -n "$BASELINE" ]; then
+    echo
+    echo "slugway against the baseline (median of the per-round ratios):"
+    echo
+    echo "| scenario | req/s slugway÷baseline | p99 slugway÷baseline | CPU slugway÷baseline |"
+    echo "|---|---:|---:|---:|"
+    for sc in $SCENARIOS; do
+      local a=() b=() c=()
+      for ((r = 1; r <= RUNS; r++)); do
+        a+=("$(awk -v x="${RPS[$r/$sc/slugway]}" -v y="${RPS[$r/$sc/baseline]}" 'BEGIN { printf "%.3f", y ? x / y : 0 }')")
+        b+=("$(awk -v x="${P99[$r/$sc/slugway]}" -v y="${P99[$r/$sc/baseline]}" 'BEGIN { printf "%.3f", y ? x / y : 0 }')")
+        c+=("$(awk -v x="${CPU[$r/$sc/slugway]}" -v y="${CPU[$r/$sc/baseline]}" 'BEGIN { printf "%.3f", y ? x / y : 0 }')")
+      done
+      printf '| %s | %.2f | %.2f | %.2f |\n' "$sc" "$(median <<<"${a[*]}")" "$(median <<<"${b[*]}")" "$(median <<<"${c[*]}")"
+    done
+  fi
+  local goal=slugway
+  [ "$MODE" = proxies ] || goal=make-run
+  for sc in small:64 small:16; do
+    [[ " $SCENARIOS " == *" $sc "* ]] || continue
+    local a=() b=()
+    for ((r = 1; r <= RUNS; r++)); do
+      a+=("$(awk -v x="${RPS[$r/$sc/$goal]}" -v y="${RPS[$r/$sc/nginx]}" 'BEGIN { printf "%.3f", y ? x / y : 0 }')")
+      b+=("$(awk -v x="${P99[$r/$sc/$goal]}" -v y="${P99[$r/$sc/nginx]}" 'BEGIN { printf "%.3f", y ? x / y : 0 }')")
+    done
+    awk -v sc="$sc" -v g="$goal" -v a="$(median <<<"${a[*]}")" -v b="$(median <<<"${b[*]}")" 'BEGIN {
+      printf "\ngoal at %s (%s req/s ≥ 1.00× nginx, p99 ≤ 1.00× nginx): %.2f×, %.2f× → %s\n", sc, g, a, b, (a >= 1 && b <= 1) ? "met" : "not met" }'
+  done
+}
+report | tee ${OUT:+"$OUT"}
+[ -z "$OUT" ] || { cp "$RAW" "${OUT%.md}.tsv"; echo "wrote $OUT and ${OUT%.md}.tsv" >&2; }
 
 if [ "$PROFILE" != 0 ]; then
   echo "profiling slugway for ${PROFILE}s under small:64 into $PROFILE_OUT" >&2
   wrk -t"$THREADS" -c64 -d"$((PROFILE + 2))s" "http://$SLUGWAY/bench/hello" >/dev/null &
   curl -s -o "$PROFILE_OUT" "http://$ADMIN/debug/pprof/profile?seconds=$PROFILE"
   wait $!
-  echo "top: go tool pprof -top $WORK/slugway $PROFILE_OUT (KEEP=1 keeps the binary)" >&2
   cp "$WORK/slugway" "${PROFILE_OUT%.pprof}.bin"
+  echo "top: go tool pprof -top ${PROFILE_OUT%.pprof}.bin $PROFILE_OUT" >&2
 fi

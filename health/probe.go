@@ -82,6 +82,12 @@ func HostPort(instanceURL string) (string, error) {
 	return net.JoinHostPort(u.Hostname(), port), nil
 }
 
+// MaxResponseHeaderBytes bounds an instance's response head to a probe, as the
+// proxy's --max-response-header-bytes (default 64 KiB) bounds it to a request:
+// an instance that only answers with a larger head is not healthy, since the
+// proxy would answer 502 for every request to it.
+const MaxResponseHeaderBytes = 64 << 10
+
 // Prober runs probes. The zero value is not usable: use NewProber.
 type Prober struct {
 	client *http.Client
@@ -102,6 +108,8 @@ func NewProber(dial func(ctx context.Context, network, addr string) (net.Conn, e
 		IdleConnTimeout:     90 * time.Second,
 		TLSHandshakeTimeout: 10 * time.Second,
 		ForceAttemptHTTP2:   true,
+		// The same limit as the proxy's; over it the probe fails.
+		MaxResponseHeaderBytes: MaxResponseHeaderBytes,
 	}
 	return &Prober{
 		dial: dial,

@@ -9,23 +9,19 @@ import (
 	"net"
 	"time"
 
-	authnv1 "k8s.io/api/authentication/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrlmanager "sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
-	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
 	"github.com/slugway/slugway/controllers"
 	"github.com/slugway/slugway/health"
+	"github.com/slugway/slugway/kubeclient"
 	"github.com/slugway/slugway/registry"
 	"github.com/slugway/slugway/webhooks"
 )
@@ -75,18 +71,6 @@ const DefaultMaxInstancesPerSlug = 1000
 // second: up to 1,500 instances refresh every 30s, 10,000 every 200s.
 const DefaultMaxHeartbeatWrites = 50
 
-// Scheme returns a scheme with the core Kubernetes types and slugway's.
-func Scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := slugwayv1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	return s
-}
-
 // New builds the manager with both controllers, the health Monitor and the webhooks.
 func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if o.LeaderElect && o.LeaderElectionNamespace == "" {
@@ -97,9 +81,8 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 	if o.HeartbeatRefresh <= 0 {
 		o.HeartbeatRefresh = 30 * time.Second
 	}
-	scheme := Scheme()
 	mopts := ctrl.Options{
-		Scheme:                        scheme,
+		Scheme:                        kubeclient.Scheme(),
 		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress:        o.ProbeAddr,
 		LeaderElection:                o.LeaderElect,
@@ -159,7 +142,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 	}
 
 	if !o.DisableWebhooks {
-		self, err := WhoAmI(ctx, cfg)
+		self, err := whoAmI(ctx, cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -180,17 +163,17 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 	return mgr, nil
 }
 
-// WhoAmI asks the apiserver who the given credentials are, with a SelfSubjectReview.
-func WhoAmI(ctx context.Context, cfg *rest.Config) (string, error) {
-	c, err := client.New(cfg, client.Options{Scheme: Scheme()})
+// whoAmI is the controller's own username, which the webhooks treat as privileged.
+func whoAmI(ctx context.Context, cfg *rest.Config) (string, error) {
+	c, err := kubeclient.New(cfg)
 	if err != nil {
 		return "", err
 	}
-	review := &authnv1.SelfSubjectReview{}
-	if err := c.Create(ctx, review); err != nil {
+	user, err := kubeclient.WhoAmI(ctx, c)
+	if err != nil {
 		return "", fmt.Errorf("finding our own identity with a SelfSubjectReview: %w", err)
 	}
-	return review.Status.UserInfo.Username, nil
+	return user, nil
 }
 
 func maxInstances(n int) int {

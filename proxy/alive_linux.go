@@ -7,7 +7,8 @@ import (
 
 // connAlive reports whether an idle connection is still open and quiet: a
 // non-blocking peek sees neither the instance's close (EOF, a reset) nor stray
-// bytes. One syscall; only requests that must not be replayed pay it.
+// bytes. One syscall, paid by connections idle for aliveCheckAfter, by
+// requests that cannot replace a dead connection, and by dropDead.
 func connAlive(c net.Conn) bool {
 	sc, ok := c.(syscall.Conn)
 	if !ok {

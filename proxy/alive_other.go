@@ -5,5 +5,5 @@ package proxy
 import "net"
 
 // connAlive cannot peek without blocking here: an idle connection counts as
-// unknown, so requests that must not be replayed get a fresh one.
+// unknown: it is not reused where it would be checked (see alive_linux.go).
 func connAlive(net.Conn) bool { return false }

@@ -21,8 +21,8 @@ const (
 type backend struct {
 	ep        routes.Endpoint        // as first seen; later tables may only change its Key (same ID)
 	key       atomic.Pointer[string] // the instance's current namespace/name, for logs
-	transport http.RoundTripper
-	pool      *upstreamPool // the HTTP/1.1 fast path; nil for h2c and https instances
+	transport http.RoundTripper      // h2c and https instances, and what the pool cannot send
+	pool      *upstreamPool          // the HTTP/1.1 fast path; nil for h2c and https instances
 	m         *slugMetrics
 
 	inflight     atomic.Int64
@@ -147,34 +147,5 @@ func contains(bs []*backend, b *backend) bool {
 			return true
 		}
 	}
-	return false
-}
-
-// retryBudget bounds the retries of requests that may have reached an instance:
-// each request earns ratio of a retry, up to burst retries saved. Dial failures,
-// which never reached an instance, do not spend it.
-type retryBudget struct {
-	milli   atomic.Int64 // thousandths of a retry
-	earn    int64
-	burstMs int64
-}
-
-func newRetryBudget(ratio float64, burst int) *retryBudget {
-	b := &retryBudget{earn: int64(ratio * 1000), burstMs: int64(burst) * 1000}
-	b.milli.Store(b.burstMs)
-	return b
-}
-
-func (b *retryBudget) deposit() {
-	if b.milli.Load() < b.burstMs {
-		b.milli.Add(b.earn)
-	}
-}
-
-func (b *retryBudget) withdraw() bool {
-	if b.milli.Add(-1000) >= 0 {
-		return true
-	}
-	b.milli.Add(1000)
 	return false
 }

@@ -1,29 +1,23 @@
 package proxy
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
-	"io"
 	"maps"
-	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/slugway/slugway/proxy/routes"
-	"github.com/slugway/slugway/proxy/slugpath"
+	"github.com/slugway/slugway/proxy/wire"
 )
 
-// Handler is the data plane: it routes /<slug>/... to the slug's instances. Its
-// route table is swapped atomically by SetTable; serving a request takes no lock.
+// Handler is the data plane: it routes /<slug>/... to the slug's instances
+// (the pipeline, pipeline.go). Its route table is swapped atomically by
+// SetTable; serving a request takes no lock. It is also net/http's handler
+// (server_nethttp.go).
 type Handler struct {
 	opts    Options
 	log     logr.Logger
@@ -37,18 +31,7 @@ type Handler struct {
 	slugs   map[string]*slugMetrics
 	unknown *slugMetrics
 
-	upgrades sync.WaitGroup // hijacked (WebSocket) connections
-	hijacked sync.Map       // net.Conn → struct{}, closed on shutdown
-}
-
-type liveTable struct {
-	routes map[string]*liveRoute
-	// from is the table this one was bound from: a slug whose *routes.Route is
-	// still from's is unchanged.
-	from *routes.Table
-	// loaded is false until the first SetTable: a starting proxy does not know which
-	// slugs exist, so it answers 503 (retry) rather than 404 (no such slug).
-	loaded bool
+	hijacked sync.Map // upgraded (WebSocket) connections: net.Conn → struct{}, closed on shutdown
 }
 
 // NewHandler returns a Handler with no route table yet: every request is answered 503
@@ -64,7 +47,7 @@ func NewHandler(o Options) *Handler {
 		slugs:   map[string]*slugMetrics{},
 		unknown: m.forSlug(unknownSlug),
 	}
-	h.h1, h.h2c = newTransports(o)
+	h.h1, h.h2c = newTransports(&o)
 	h.table.Store(&liveTable{routes: map[string]*liveRoute{}})
 	return h
 }
@@ -160,148 +143,6 @@ func closeDropped(bs []*backend, kept map[string]*backend) {
 // Registry is the Prometheus registry holding the proxy's metrics.
 func (h *Handler) Registry() *prometheus.Registry { return h.metrics.reg }
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	code, sm, abort := h.serve(w, r)
-	h.record(sm, code, time.Since(start), r.Method, r.RequestURI, r.Proto, r.RemoteAddr, abort)
-	if abort {
-		panic(http.ErrAbortHandler) // the upstream body broke: break the client's response too
-	}
-}
-
-// record counts an answered request and writes its access log line.
-func (h *Handler) record(sm *slugMetrics, code int, d time.Duration, method, target, proto, remote string, abort bool) {
-	sm.count(code)
-	sm.duration.Observe(d.Seconds())
-	if h.opts.AccessLog { // copies: the fast front end's strings point into its read buffer
-		h.log.Info("access", "slug", sm.slug, "method", strings.Clone(method), "target", strings.Clone(target), "proto", proto,
-			"status", code, "duration", d, "remote", remote, "aborted", abort)
-	}
-}
-
-// codeClientGone is recorded when the client went away before the response (nginx's 499).
-const codeClientGone = 499
-
-// serve handles one request and returns the status it answered with.
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (code int, sm *slugMetrics, abort bool) {
-	if r.Method == http.MethodConnect {
-		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
-		return writeError(w, http.StatusMethodNotAllowed, "CONNECT is not supported: slugway is a reverse proxy, not a forward proxy", ""), h.unknown, false
-	}
-	slug, path, query, hasQuery, perr := slugpath.Parse(r.RequestURI)
-	if perr != nil {
-		return writeError(w, perr.Status, perr.Msg, ""), h.unknown, false
-	}
-	table := h.table.Load()
-	rt := table.routes[slug]
-	if rt == nil {
-		if !table.loaded {
-			w.Header()["Retry-After"] = retryStarting
-			return writeError(w, http.StatusServiceUnavailable, "starting: the route table is not loaded yet", slug), h.unknown, false
-		}
-		return writeError(w, http.StatusNotFound, "unknown slug", slug), h.unknown, false
-	}
-	if len(rt.backends) == 0 {
-		w.Header()["Retry-After"] = retryAfter
-		msg := "no healthy instance"
-		if rt.deleting {
-			msg = "the slug is being deleted"
-		}
-		return writeError(w, http.StatusServiceUnavailable, msg, slug), rt.m, false
-	}
-	if max := h.opts.MaxRequestBodyBytes; max > 0 && r.ContentLength > max {
-		return writeError(w, http.StatusRequestEntityTooLarge, "request body too large: the limit is "+strconv.FormatInt(max, 10)+" bytes", slug), rt.m, false
-	}
-	h.budget.deposit()
-	code, abort = h.forward(w, r, rt, path, query, hasQuery)
-	return code, rt.m, abort
-}
-
-var (
-	retryAfter    = []string{"5"}
-	retryStarting = []string{"1"}
-)
-
-type errorBody struct {
-	Error string `json:"error"`
-	Slug  string `json:"slug,omitempty"`
-}
-
-// writeError answers with a small JSON body. It never includes upstream addresses.
-func writeError(w http.ResponseWriter, code int, msg, slug string) int {
-	b := errorJSON(msg, slug)
-	hdr := w.Header()
-	hdr["Content-Type"] = jsonType
-	hdr["X-Content-Type-Options"] = nosniff
-	hdr["Cache-Control"] = noStore
-	hdr.Del("Content-Length")
-	w.WriteHeader(code)
-	_, _ = w.Write(b)
-	return code
-}
-
-// errorJSON is the body of the proxy's own error responses, newline-terminated.
-func errorJSON(msg, slug string) []byte {
-	b, _ := json.Marshal(errorBody{Error: msg, Slug: slug})
-	return append(b, '\n')
-}
-
-var (
-	jsonType = []string{"application/json"}
-	nosniff  = []string{"nosniff"}
-	noStore  = []string{"no-store"}
-)
-
-// errKind classifies a failed attempt.
-type errKind int
-
-const (
-	errOther   errKind = iota
-	errDial            // never reached the instance: safe to send elsewhere
-	errReset           // the connection broke before a response
-	errTimeout         // no response in time
-	errClient          // the client went away
-	errBodyTooLarge
-	errBody // reading the client's body failed
-)
-
-func (k errKind) String() string {
-	return [...]string{"other", "dial", "reset", "timeout", "client", "body-too-large", "body"}[k]
-}
-
-// dialError marks errors of the proxy's dialer, whatever the Dial hook returns.
-type dialError struct{ err error }
-
-func (e *dialError) Error() string { return "dial: " + e.err.Error() }
-func (e *dialError) Unwrap() error { return e.err }
-
-func classify(r *http.Request, err error) errKind {
-	if r.Context().Err() != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return errClient
-	}
-	return classifyErr(err)
-}
-
-// classifyErr classifies a failure that is not the client's going away.
-func classifyErr(err error) errKind {
-	var de *dialError
-	var mbe *http.MaxBytesError
-	var ne net.Error
-	switch {
-	case errors.As(err, &mbe):
-		return errBodyTooLarge
-	case errors.As(err, &de):
-		return errDial // even a dial timeout never reached the instance
-	case errors.Is(err, errClientBody):
-		return errBody
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return errTimeout
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), isConnReset(err):
-		return errReset
-	}
-	return errOther
-}
-
 // trusted reports whether X-Forwarded-* headers from this peer may be kept.
 func (h *Handler) trusted(remoteIP string) bool {
 	if len(h.opts.TrustedProxies) == 0 {
@@ -320,12 +161,8 @@ func (h *Handler) trusted(remoteIP string) bool {
 	return false
 }
 
-// Route reports what the current table holds for a slug: whether it is known
-// and how many endpoints it routes to. Tests and debugging use it.
-func (h *Handler) Route(slug string) (known bool, endpoints int) {
-	r := h.table.Load().routes[slug]
-	if r == nil {
-		return false, 0
-	}
-	return true, len(r.backends)
+// countRefused counts a request head refused for its framing or syntax, on
+// either server (the front end, or a framing.Conn in front of net/http).
+func (h *Handler) countRefused(e *wire.RequestError) {
+	h.metrics.refused.WithLabelValues(e.Reason).Inc()
 }

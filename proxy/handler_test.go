@@ -86,7 +86,7 @@ func TestPickRoundRobin(t *testing.T) {
 
 func TestRetryBudget(t *testing.T) {
 	b := newRetryBudget(0.5, 2)
-	if !b.withdraw() || !b.withdraw() || b.withdraw() {
+	if first, second, third := b.withdraw(), b.withdraw(), b.withdraw(); !first || !second || third {
 		t.Fatal("the burst allows exactly 2 retries")
 	}
 	b.deposit()
@@ -100,6 +100,25 @@ func TestRetryBudget(t *testing.T) {
 	}
 }
 
+// testOutHeader is the Transport path's upstream header for r, as a request
+// that does not upgrade.
+func (h *Handler) testOutHeader(r *http.Request) http.Header {
+	req := h.newRequest(nil, r)
+	req.upgrade = ""
+	out, err := h.outHeader(req)
+	if err != nil {
+		panic(err)
+	}
+	return out
+}
+
+// testWriteOutHeader writes the upstream client's header fields for r.
+func (h *Handler) testWriteOutHeader(bw *bufio.Writer, r *http.Request) error {
+	req := h.newRequest(nil, r)
+	req.upgrade = ""
+	return h.rewriteRequestHeader(req, (*wireHeader)(bw))
+}
+
 func TestOutHeader(t *testing.T) {
 	h := NewHandler(Options{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
 	r := httptest.NewRequest("GET", "/s/x", nil)
@@ -108,7 +127,7 @@ func TestOutHeader(t *testing.T) {
 		"X-Forwarded-For": {"1.1.1.1", "2.2.2.2"}, "Cookie": {"a=1", "b=2"},
 	}
 	r.RemoteAddr = "10.1.2.3:5555"
-	out := h.outHeader(r, "")
+	out := h.testOutHeader(r)
 	if got := out["X-Forwarded-For"]; len(got) != 1 || got[0] != "1.1.1.1, 2.2.2.2, 10.1.2.3" {
 		t.Errorf("trusted XFF %q", got)
 	}
@@ -125,7 +144,7 @@ func TestOutHeader(t *testing.T) {
 		t.Errorf("repeated header lost: %q", out["Cookie"])
 	}
 	r.RemoteAddr = "[2001:db8::1]:5555"
-	if got := h.outHeader(r, "")["X-Forwarded-For"]; got[0] != "2001:db8::1" {
+	if got := h.testOutHeader(r)["X-Forwarded-For"]; got[0] != "2001:db8::1" {
 		t.Errorf("untrusted XFF %q", got)
 	}
 }
@@ -181,7 +200,7 @@ func BenchmarkHeaderHandling(b *testing.B) {
 	dst := make(http.Header, 8)
 	b.ReportAllocs()
 	for b.Loop() {
-		out := h.outHeader(r, upgradeType(r))
+		out := h.testOutHeader(r)
 		if len(out) == 0 {
 			b.Fatal("empty")
 		}
@@ -190,16 +209,17 @@ func BenchmarkHeaderHandling(b *testing.B) {
 	}
 }
 
-// BenchmarkHeaderHandlingFastPath is the same work on the HTTP/1.1 fast path:
-// the upstream request's header fields written straight into the connection's
+// BenchmarkHeaderHandlingFastPath is the same work in the upstream client: the
+// upstream request's header fields written straight into the connection's
 // buffer (no map), and the response's copy back.
 func BenchmarkHeaderHandlingFastPath(b *testing.B) {
 	h, r, resp := headerBenchFixture()
 	dst := make(http.Header, 8)
 	bw := bufio.NewWriterSize(io.Discard, 4096)
+	req := h.newRequest(nil, r)
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := h.writeOutHeader(bw, r); err != nil {
+		if err := h.rewriteRequestHeader(req, (*wireHeader)(bw)); err != nil {
 			b.Fatal(err)
 		}
 		bw.Reset(io.Discard)

@@ -24,6 +24,7 @@ type metrics struct {
 	propagation prometheus.Histogram
 	tableSlugs  prometheus.Gauge
 	handoffs    *prometheus.CounterVec
+	refused     *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -37,7 +38,7 @@ func newMetrics() *metrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"slug"}),
 		upstreamErr: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "slugway_proxy_upstream_errors_total", Help: "Failed attempts to get a response from an instance, by slug and kind (dial, reset, timeout, other).",
+			Name: "slugway_proxy_upstream_errors_total", Help: "Failed attempts to get a response from an instance, by slug and kind (dial, reset, timeout, other; stale: a pooled connection the instance had closed, replaced by a fresh one).",
 		}, []string{"slug", "kind"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "slugway_proxy_retries_total", Help: "Requests sent again to another instance, by slug.",
@@ -60,10 +61,14 @@ func newMetrics() *metrics {
 		}),
 		handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "slugway_proxy_net_http_handoffs_total",
-			Help: "Client connections the fast HTTP/1.1 front end handed to net/http, by reason (the request was not plain HTTP/1.1, its body was large, its path was invalid, or its route was not a plain http:// one).",
+			Help: "Client connections the fast HTTP/1.1 front end handed to net/http, by reason (the request was not plain HTTP/1.1, its body was large, or its route was not a plain http:// one).",
+		}, []string{"reason"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "slugway_proxy_refused_requests_total",
+			Help: "Request heads refused for ambiguous framing or syntax (answered 400 or 501, connection closed), by reason, on either server.",
 		}, []string{"reason"}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.upstreamErr, m.retries, m.ejections, m.endpoints, m.builds, m.propagation, m.tableSlugs, m.handoffs,
+	m.reg.MustRegister(m.refused, m.requests, m.duration, m.upstreamErr, m.retries, m.ejections, m.endpoints, m.builds, m.propagation, m.tableSlugs, m.handoffs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -44,6 +44,9 @@ type Options struct {
 	ReadHeaderTimeout time.Duration
 	// MaxHeaderBytes bounds the request headers (then 431). Default 64 KiB.
 	MaxHeaderBytes int
+	// MaxResponseHeaderBytes bounds an instance's response head, on every path
+	// (the upstream client and the Transports; then 502). Default 64 KiB.
+	MaxResponseHeaderBytes int
 	// MaxRequestBodyBytes bounds request bodies (then 413). 0, the default, means no limit.
 	MaxRequestBodyBytes int64
 	// MaxIdleConnsPerHost is the keep-alive pool per instance. Default 512.
@@ -74,6 +77,26 @@ type Options struct {
 
 	// OnTableSwap, when set, is called after each new route table starts serving (tests, benchmarks).
 	OnTableSwap func(*routes.Table)
+
+	// AllowedUpgrades are the protocols an HTTP/1.1 Upgrade may switch to,
+	// case-insensitively. Default ["websocket"]; h2c is never forwarded. An
+	// upgrade to anything else is forwarded without its Upgrade field, as a
+	// plain request (RFC 9110 7.8 lets a server ignore Upgrade).
+	AllowedUpgrades []string
+	// MaxConnsPerInstance caps the connections (requests in flight) the proxy
+	// opens to one instance; over it a request gets 503 with Retry-After if no
+	// other instance has room. 0, the default, means no cap.
+	MaxConnsPerInstance int
+	// MaxClientConns caps the client connections served at once, per
+	// listener; further ones wait in the listen backlog. 0 (default): no cap.
+	MaxClientConns int
+	// BodyIdleTimeout bounds the time between two reads of a streamed request
+	// body (one larger than the 64 KiB the front end reads first), so a slow
+	// or stalled body cannot hold an instance's connection. Default 30s.
+	BodyIdleTimeout time.Duration
+	// MaxHeaderCount bounds the number of request header fields (then 431),
+	// besides their size. Default 100.
+	MaxHeaderCount int
 
 	// NetHTTPOnly serves every plain connection with net/http's server, turning
 	// off the fast HTTP/1.1 front end (which otherwise serves plain HTTP/1.1
@@ -116,6 +139,16 @@ func (o *Options) defaults() {
 	set(&o.DrainTimeout, 30*time.Second)
 	if o.MaxHeaderBytes == 0 {
 		o.MaxHeaderBytes = 64 << 10
+	}
+	if o.AllowedUpgrades == nil {
+		o.AllowedUpgrades = []string{"websocket"}
+	}
+	set(&o.BodyIdleTimeout, 30*time.Second)
+	if o.MaxHeaderCount <= 0 {
+		o.MaxHeaderCount = 100
+	}
+	if o.MaxResponseHeaderBytes <= 0 {
+		o.MaxResponseHeaderBytes = 64 << 10
 	}
 	if o.MaxIdleConnsPerHost == 0 {
 		o.MaxIdleConnsPerHost = 512

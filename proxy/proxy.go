@@ -1,9 +1,31 @@
-// Package proxy is slugway's data plane. It watches Instances and ServiceAccounts,
-// turns them into a route table (package routes), and routes /<slug>/... to the
-// slug's healthy instances, path unchanged.
+// Package proxy is slugway's data plane. It watches Instances and
+// ServiceAccounts, turns them into a route table (package routes), and routes
+// /<slug>/... to the slug's healthy instances, path unchanged.
 //
-// One file, one job: watch.go feeds the table, handler.go answers requests,
-// forward.go talks to instances, balancer.go picks them, metrics.go counts,
+// Two servers parse requests: the front end (front.go, front_conn.go), which
+// serves plain HTTP/1.1 from the raw bytes, and net/http (server_nethttp.go)
+// for everything else: HTTP/2, h2c, TLS, upgrades, HTTP/1.0, streamed bodies.
+// Each fills a request (request.go) and a responder, and hands them to the
+// one pipeline (pipeline.go), whose steps are files:
+//
+//   - route.go: the route lookup (slugpath parses the target; the live
+//     table is read without a lock), or the proxy's own answer;
+//   - pipeline.go: limits, then forward: one attempt per backend;
+//   - balancer.go: backends, p2c or round-robin picks, passive ejection;
+//   - retry.go: whether a failed attempt goes to another backend, and the
+//     retry budget;
+//   - upstream_client.go: the one HTTP/1.1 client to http:// instances,
+//     on connections from upstream_pool.go (liveness checks in alive_*.go);
+//     transport.go: net/http's Transport where it must be (h2c and https
+//     instances, upgrades in upgrade.go);
+//   - headers.go: the header policy both ways;
+//   - relay.go: the response back to the client (front_responder.go writes
+//     bytes, server_nethttp.go a ResponseWriter);
+//   - errors.go: every answer the proxy gives itself, and how failures are
+//     classified;
+//   - observe.go: metrics (metrics.go) and the access log, once per request.
+//
+// watch.go feeds the route table, handler.go binds it to live backends,
 // and this file runs the servers.
 package proxy
 
@@ -22,7 +44,10 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 	"k8s.io/client-go/rest"
+
+	"github.com/slugway/slugway/proxy/framing"
 )
 
 // Proxy is a running data plane: the watcher, the handler and its servers.
@@ -137,6 +162,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	newServer := func() *http.Server {
 		return &http.Server{
 			Handler:           p.handler,
+			ConnContext:       framing.ConnContext, // the TLS state of HTTP/1.x over TLS (framing.TLSListener)
 			ReadHeaderTimeout: o.ReadHeaderTimeout,
 			IdleTimeout:       o.IdleTimeout,
 			MaxHeaderBytes:    o.MaxHeaderBytes,
@@ -147,18 +173,37 @@ func (p *Proxy) Run(ctx context.Context) error {
 	plain := newServer()
 	servers := []*http.Server{plain}
 	var fe *front
-	plainLn := p.ln
+	ln, tlsLn := p.ln, p.tlsLn
+	if o.MaxClientConns > 0 { // --max-client-conns: further connections wait in the backlog
+		ln = netutil.LimitListener(ln, o.MaxClientConns)
+		if tlsLn != nil {
+			tlsLn = netutil.LimitListener(tlsLn, o.MaxClientConns)
+		}
+	}
+	maxHead := framing.MaxHead(o.MaxHeaderBytes)
+	// Every HTTP/1.x connection net/http serves gets the front end's framing
+	// rules (package framing): the handed-off ones (front.handoff), the plain
+	// ones without the front end, and those over TLS.
+	var plainLn net.Listener = &framing.Listener{Listener: ln, MaxHead: maxHead, OnRefuse: p.handler.countRefused}
 	if p.fastFront() {
 		// The fast front end accepts the connections and hands net/http those it does not serve.
 		slow := newChanListener(p.ln.Addr())
 		fe, plainLn = newFront(p.handler, slow), slow
-		go func() { errc <- serveErr("traffic", fe.serve(p.ln)) }()
+		go func() { errc <- serveErr("traffic", fe.serve(ln)) }()
 	}
 	go func() { errc <- serveErr("traffic", plain.Serve(plainLn)) }()
-	if p.tlsLn != nil {
+	if tlsLn != nil {
 		s := newServer()
 		servers = append(servers, s)
-		go func() { errc <- serveErr("TLS traffic", s.ServeTLS(p.tlsLn, o.TLSCertFile, o.TLSKeyFile)) }()
+		if cert, err := tls.LoadX509KeyPair(o.TLSCertFile, o.TLSKeyFile); err != nil {
+			errc <- fmt.Errorf("loading the TLS certificate: %w", err)
+		} else {
+			// The proxy terminates TLS itself (framing.TLSListener) so that
+			// HTTP/1.x over TLS is checked like plaintext; h2 goes to net/http as is.
+			cfg := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
+			tl := framing.NewTLSListener(tlsLn, cfg, maxHead, o.ReadHeaderTimeout, p.handler.countRefused)
+			go func() { errc <- serveErr("TLS traffic", s.Serve(tl)) }()
+		}
 	}
 	p.log.Info("proxy listening", "addr", p.Addr(), "tls", p.TLSAddr(), "admin", p.AdminAddr(), "lbPolicy", o.LBPolicy)
 
@@ -233,14 +278,6 @@ func (p *Proxy) adminMux() *http.ServeMux {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	return mux
-}
-
-// closeUpgraded closes upgraded (WebSocket) connections, which Shutdown does not track.
-func (h *Handler) closeUpgraded() {
-	h.hijacked.Range(func(k, _ any) bool {
-		k.(net.Conn).Close()
-		return true
-	})
 }
 
 // logWriter sends net/http's own log lines (TLS handshake errors and such) to logr.

@@ -399,14 +399,14 @@ func TestWriteOutHeaderMatchesOutHeader(t *testing.T) {
 	for i, c := range cases {
 		r := httptest.NewRequest("GET", "/s/x", nil)
 		r.Header, r.RemoteAddr, r.Host = c.hdr, c.remote, "front.example"
-		want := h.outHeader(r, "")
+		want := h.testOutHeader(r)
 		if ua := want["User-Agent"]; len(ua) == 1 && ua[0] == "" {
 			delete(want, "User-Agent") // the Transport's way of sending none
 		}
 		delete(want, "Content-Length") // the Transport writes its own from ContentLength, as the fast path does
 		var sb strings.Builder
 		bw := bufio.NewWriter(&sb)
-		if err := h.writeOutHeader(bw, r); err != nil {
+		if err := h.testWriteOutHeader(bw, r); err != nil {
 			t.Fatal(err)
 		}
 		bw.WriteString("\r\n")
@@ -423,8 +423,6 @@ func TestWriteOutHeaderMatchesOutHeader(t *testing.T) {
 
 func TestFastPathBoundsResponseHeaders(t *testing.T) {
 	bothServers(t, func(t *testing.T, behindServer func(testing.TB, *Handler) string) {
-		defer func(v int64) { maxResponseHeaderBytes = v }(maxResponseHeaderBytes)
-		maxResponseHeaderBytes = 64 << 10
 		origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
 			if _, err := http.ReadRequest(br); err != nil {
 				return
@@ -446,22 +444,139 @@ func TestFastPathBoundsResponseHeaders(t *testing.T) {
 	})
 }
 
-func TestFastPathOnlyForPlainTargets(t *testing.T) {
-	b := &backend{pool: &upstreamPool{}}
-	r := httptest.NewRequest("GET", "/s/x", nil)
-	if !fastPathOK(r, b, "", "/s/x", "a=1&b=%20") {
-		t.Fatal("a plain request must take the fast path")
+func TestPooledOnlyForPlainTargets(t *testing.T) {
+	h := NewHandler(Options{})
+	req := func(target string, hdr http.Header) *request {
+		r := httptest.NewRequest("GET", "/s/x", nil)
+		r.RequestURI = target
+		r.Header = hdr
+		pr := h.newRequest(nil, r)
+		if res := h.lookup(pr); res.code != 0 && res.code != http.StatusServiceUnavailable {
+			t.Fatalf("%s: %d %s", target, res.code, res.msg)
+		}
+		return pr
 	}
-	for _, c := range []struct{ path, query string }{{"/s/a b", ""}, {"/s/x", "a=\tb"}, {"/s/x", "a=\x7f"}, {"/s/x", "a b"}} {
-		if fastPathOK(r, b, "", c.path, c.query) {
-			t.Errorf("target %q?%q would be written raw into the request line", c.path, c.query)
+	if !pooled(req("/s/x?a=1&b=%20", http.Header{})) {
+		t.Fatal("a plain request must take the upstream client")
+	}
+	for _, target := range []string{"/s/a b", "/s/x?a=\tb", "/s/x?a=\x7f", "/s/x?a b"} {
+		pr := h.newRequest(nil, httptest.NewRequest("GET", "/s/x", nil))
+		pr.target, _ = parseTarget("/s/x")
+		p, q, _ := strings.Cut(strings.TrimPrefix(target, "/s/x"), "?")
+		if strings.HasPrefix(target, "/s/a") {
+			pr.target.path = target
+		} else {
+			pr.target.path += p
+			pr.target.query, pr.target.hasQuery = q, true
+		}
+		if pooled(pr) {
+			t.Errorf("target %q would be written raw into the request line", target)
 		}
 	}
-	if fastPathOK(r, b, "websocket", "/s/x", "") || fastPathOK(r, &backend{}, "", "/s/x", "") {
-		t.Error("upgrades and instances without a pool (h2c, https) take the Transport")
+	if pooled(req("/s/x", http.Header{"Upgrade": {"websocket"}, "Connection": {"Upgrade"}})) {
+		t.Error("upgrades take the Transport")
 	}
-	r.Header.Set("Expect", "100-continue")
-	if fastPathOK(r, b, "", "/s/x", "") {
+	if pooled(req("/s/x", http.Header{"Expect": {"100-continue"}})) {
 		t.Error("Expect: 100-continue takes the Transport")
 	}
+}
+
+// TestOneResponseHeadLimit: the limit on an instance's response head is the
+// same whichever server parsed the request: a 40 KiB head (larger than a
+// connection's 16 KiB buffer) is relayed whole, a 1 MiB one is a 502, and
+// MaxResponseHeaderBytes moves the line.
+func TestOneResponseHeadLimit(t *testing.T) {
+	bothServers(t, func(t *testing.T, behindServer func(testing.TB, *Handler) string) {
+		origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+			for {
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				n := 40 << 10
+				if req.URL.Path == "/s/huge" {
+					n = 1 << 20
+				}
+				head := "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("a", n) + "\r\nContent-Length: 2\r\n\r\nok"
+				if _, err := io.WriteString(c, head); err != nil {
+					return
+				}
+			}
+		})
+		for _, tc := range []struct {
+			limit      int
+			path       string
+			code, xbig int
+		}{
+			{0, "/s/big", 200, 40 << 10},
+			{0, "/s/huge", http.StatusBadGateway, 0},
+			{32 << 10, "/s/big", http.StatusBadGateway, 0},
+			{2 << 20, "/s/huge", 200, 1 << 20},
+		} {
+			h := NewHandler(Options{MaxResponseHeaderBytes: tc.limit, MaxRetries: -1})
+			h.SetTable(table("s", origin))
+			resp, err := http.Get(behindServer(t, h) + tc.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.code || len(resp.Header.Get("X-Big")) != tc.xbig || (tc.code == 200 && string(b) != "ok") {
+				t.Errorf("limit %d, %s: %d with a %d-byte X-Big, body %q; want %d and %d bytes",
+					tc.limit, tc.path, resp.StatusCode, len(resp.Header.Get("X-Big")), b, tc.code, tc.xbig)
+			}
+		}
+	})
+}
+
+// eventsOrigin answers two server-sent events, chunked, and a trailer. For
+// /s/events it writes the second only after a receive from next.
+func eventsOrigin(next <-chan struct{}) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Sum")
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "data: one\n\n")
+		w.(http.Flusher).Flush()
+		if r.URL.Path == "/s/events" {
+			<-next // the client must have the first event before the second is written
+		}
+		_, _ = io.WriteString(w, "data: two\n\n")
+		w.Header().Set("X-Sum", "42")
+	}
+}
+
+// TestStreamedChunkedResponsesWithTrailers: on both servers, a chunked
+// response stays chunked and streams (the first event arrives before the second is written), its
+// trailers arrive, and the instance's connection is reused afterwards.
+func TestStreamedChunkedResponsesWithTrailers(t *testing.T) {
+	bothServers(t, func(t *testing.T, behindServer func(testing.TB, *Handler) string) {
+		next := make(chan struct{}, 1)
+		be, conns := countingOrigin(t, eventsOrigin(next))
+		h := NewHandler(Options{})
+		h.SetTable(table("s", be.URL))
+		url := behindServer(t, h)
+		resp, err := http.Get(url + "/s/events")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
+			t.Fatalf("transfer encoding %v, want chunked", resp.TransferEncoding)
+		}
+		first := make([]byte, len("data: one\n\n"))
+		if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "data: one\n\n" {
+			t.Fatalf("first event %q: %v", first, err)
+		}
+		next <- struct{}{}
+		rest, err := io.ReadAll(resp.Body)
+		if err != nil || string(rest) != "data: two\n\n" || resp.Trailer.Get("X-Sum") != "42" {
+			t.Fatalf("rest %q trailer %v: %v", rest, resp.Trailer, err)
+		}
+		if code, body := get(t, http.DefaultClient, "GET", url+"/s/again", nil); code != 200 || body != "data: one\n\ndata: two\n\n" {
+			t.Fatalf("second request: %d %q", code, body)
+		}
+		if n := conns.Load(); n != 1 {
+			t.Errorf("the instance saw %d connections, want 1 (reused after the trailers)", n)
+		}
+	})
 }

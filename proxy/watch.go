@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
-	"github.com/slugway/slugway/manager"
+	"github.com/slugway/slugway/kubeclient"
 	"github.com/slugway/slugway/proxy/routes"
 	"github.com/slugway/slugway/registry"
 )
@@ -48,14 +48,11 @@ type watcher struct {
 	table *routes.Table // the last published table; only the update goroutine touches it
 }
 
-// instanceSlugIndex is the cache's field index on an Instance's spec.slug.
-const instanceSlugIndex = "spec.slug"
-
 func newWatcher(cfg *rest.Config, h *Handler, o Options) (*watcher, error) {
 	noCopy := true
 	// The transform keeps only what routes.Build reads: owners' annotations and labels do not fill the cache.
 	c, err := cache.New(cfg, cache.Options{
-		Scheme:                       manager.Scheme(),
+		Scheme:                       kubeclient.Scheme(),
 		DefaultTransform:             registry.TrimForProxy,
 		DefaultUnsafeDisableDeepCopy: &noCopy, // BuildSlug only reads
 	})
@@ -70,13 +67,6 @@ func newWatcher(cfg *rest.Config, h *Handler, o Options) (*watcher, error) {
 func newWatcherOn(r client.Reader, h *Handler, o Options) *watcher {
 	return &watcher{reader: r, handler: h, log: o.Logger.WithName("watch"), coalesce: o.Coalesce,
 		kick: make(chan struct{}, 1), onSwap: o.OnTableSwap, dirty: map[string]struct{}{}}
-}
-
-func indexInstanceSlug(obj client.Object) []string {
-	if inst, ok := obj.(*slugwayv1.Instance); ok && inst.Spec.Slug != "" {
-		return []string{inst.Spec.Slug}
-	}
-	return nil
 }
 
 func (w *watcher) signal() {
@@ -128,7 +118,7 @@ func (w *watcher) events() toolscache.ResourceEventHandler {
 // run starts the informers, builds the first table once they synced (then calls
 // ready), and updates it on every change until ctx ends.
 func (w *watcher) run(ctx context.Context, ready func()) error {
-	if err := w.cache.IndexField(ctx, &slugwayv1.Instance{}, instanceSlugIndex, indexInstanceSlug); err != nil {
+	if err := w.cache.IndexField(ctx, &slugwayv1.Instance{}, registry.IndexSlug, registry.IndexInstanceSlug); err != nil {
 		return fmt.Errorf("indexing Instances by spec.slug: %w", err)
 	}
 	for _, obj := range []client.Object{&slugwayv1.Instance{}, &slugwayv1.ServiceAccount{}} {
@@ -247,7 +237,7 @@ func (w *watcher) slugRoute(ctx context.Context, slug string) (*routes.Route, er
 		return nil, fmt.Errorf("reading ServiceAccount %q from the cache: %w", slug, err)
 	}
 	var insts slugwayv1.InstanceList
-	if err := w.reader.List(ctx, &insts, client.MatchingFields{instanceSlugIndex: slug}); err != nil {
+	if err := w.reader.List(ctx, &insts, client.MatchingFields{registry.IndexSlug: slug}); err != nil {
 		return nil, fmt.Errorf("listing the Instances of slug %q from the cache: %w", slug, err)
 	}
 	return routes.BuildSlug(&sa, insts.Items), nil

@@ -16,8 +16,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
-	"github.com/slugway/slugway/manager"
+	"github.com/slugway/slugway/kubeclient"
 	"github.com/slugway/slugway/proxy/routes"
+	"github.com/slugway/slugway/registry"
 )
 
 // cluster is a fake apiserver plus an informer's view of it: every write is
@@ -88,9 +89,9 @@ var slugwayMapper = func() meta.RESTMapper {
 // indexedClient is a fake apiserver that, like the proxy's cache, lists Instances by spec.slug.
 func indexedClient() client.Client {
 	// A plain tracker: the default one, managing fields, builds a REST mapper per write.
-	tracker := k8stesting.NewObjectTracker(manager.Scheme(), serializer.NewCodecFactory(manager.Scheme()).UniversalDecoder())
-	return fake.NewClientBuilder().WithScheme(manager.Scheme()).WithRESTMapper(slugwayMapper).WithObjectTracker(tracker).
-		WithIndex(&slugwayv1.Instance{}, instanceSlugIndex, indexInstanceSlug).Build()
+	tracker := k8stesting.NewObjectTracker(kubeclient.Scheme(), serializer.NewCodecFactory(kubeclient.Scheme()).UniversalDecoder())
+	return fake.NewClientBuilder().WithScheme(kubeclient.Scheme()).WithRESTMapper(slugwayMapper).WithObjectTracker(tracker).
+		WithIndex(&slugwayv1.Instance{}, registry.IndexSlug, registry.IndexInstanceSlug).Build()
 }
 
 var (

@@ -30,15 +30,22 @@ var DefaultReservedSlugs = []string{"healthz", "readyz", "metrics", "slugway"}
 
 // AddIndexes registers the Instance indexes with a cache (a manager's FieldIndexer).
 func AddIndexes(ctx context.Context, idx client.FieldIndexer) error {
-	if err := idx.IndexField(ctx, &slugwayv1.Instance{}, IndexSlug, func(o client.Object) []string {
-		return []string{o.(*slugwayv1.Instance).Spec.Slug}
-	}); err != nil {
+	if err := idx.IndexField(ctx, &slugwayv1.Instance{}, IndexSlug, IndexInstanceSlug); err != nil {
 		return fmt.Errorf("index instances by slug: %w", err)
 	}
 	if err := idx.IndexField(ctx, &slugwayv1.Instance{}, IndexURL, func(o client.Object) []string {
 		return []string{NormalizeURL(o.(*slugwayv1.Instance).Spec.URL)}
 	}); err != nil {
 		return fmt.Errorf("index instances by url: %w", err)
+	}
+	return nil
+}
+
+// IndexInstanceSlug is the IndexSlug index function: an Instance's spec.slug.
+// The proxy's cache registers it alone; it needs no other index.
+func IndexInstanceSlug(o client.Object) []string {
+	if inst, ok := o.(*slugwayv1.Instance); ok && inst.Spec.Slug != "" {
+		return []string{inst.Spec.Slug}
 	}
 	return nil
 }

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"math"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // permanentError marks an error that retrying cannot fix.
@@ -57,27 +58,22 @@ func IsTransient(err error) bool {
 	return true
 }
 
-// backoff is exponential with full jitter in [d/2, d].
-type backoff struct{ initial, max time.Duration }
-
-func (b backoff) delay(attempt int) time.Duration {
-	initial, limit := b.initial, b.max
+// newBackoff is the retry schedule: from initial (default 200ms), doubling up to
+// limit (default 10s), each delay stretched by up to 10% so that many services
+// retrying after one outage spread out. Step it on a copy: each loop starts afresh.
+func newBackoff(initial, limit time.Duration) wait.Backoff {
 	if initial <= 0 {
 		initial = 200 * time.Millisecond
 	}
 	if limit <= 0 {
 		limit = 10 * time.Second
 	}
-	d := initial
-	for i := 1; i < attempt && d < limit; i++ {
-		d *= 2
-	}
-	d = min(d, limit)
-	return d/2 + time.Duration(float64(d/2)*rand.Float64())
+	return wait.Backoff{Duration: initial, Factor: 2, Jitter: 0.1, Steps: math.MaxInt32, Cap: limit}
 }
 
 // retry runs fn until it succeeds, fails permanently, or ctx ends.
 func (r *Registration) retry(ctx context.Context, what string, fn func(context.Context) error) error {
+	b := r.backoff
 	for attempt := 1; ; attempt++ {
 		err := fn(ctx)
 		if err == nil {
@@ -97,7 +93,7 @@ func (r *Registration) retry(ctx context.Context, what string, fn func(context.C
 			}
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		d := r.backoff.delay(attempt)
+		d := b.Step()
 		r.log.Info("transient failure; retrying", "step", what, "attempt", attempt, "in", d.String(), "error", err.Error())
 		select {
 		case <-ctx.Done():

@@ -26,9 +26,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -36,17 +36,18 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	authnv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
+	"github.com/slugway/slugway/kubeclient"
 	"github.com/slugway/slugway/registry"
 )
 
@@ -102,7 +103,8 @@ type Options struct {
 	Resync time.Duration
 
 	// RetryInitialDelay and RetryMaxDelay bound the exponential backoff between
-	// retries of transient failures. Defaults 200ms and 10s.
+	// retries of transient failures (each delay plus up to 10% jitter). Defaults
+	// 200ms and 10s.
 	RetryInitialDelay, RetryMaxDelay time.Duration
 
 	// Config are the credentials. Default: controller-runtime's config.GetConfig(),
@@ -142,7 +144,7 @@ type Registration struct {
 	desired  *slugwayv1.Instance
 	interval time.Duration // 0: no loop
 	beat     bool          // heartbeat mode
-	backoff  backoff
+	backoff  wait.Backoff  // the retry schedule; stepped on copies
 
 	cancel   context.CancelFunc
 	done     chan struct{}
@@ -235,7 +237,7 @@ func newRegistration(opts Options) (*Registration, error) {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "slugway-sdk/" + opts.Slug
 	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme()})
+	c, err := kubeclient.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("sdk: building the Kubernetes client: %w", err)
 	}
@@ -259,7 +261,7 @@ func newRegistration(opts Options) (*Registration, error) {
 		key:     types.NamespacedName{Namespace: inst.Namespace, Name: inst.Name},
 		desired: inst,
 		beat:    opts.HealthCheck.Type == slugwayv1.HealthCheckHeartbeat,
-		backoff: backoff{initial: opts.RetryInitialDelay, max: opts.RetryMaxDelay},
+		backoff: newBackoff(opts.RetryInitialDelay, opts.RetryMaxDelay),
 	}
 	if r.log.GetSink() == nil {
 		r.log = logr.Discard()
@@ -331,26 +333,13 @@ func readNamespaceFile() string {
 	return strings.TrimSpace(string(b))
 }
 
-func scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{slugwayv1.AddToScheme, authnv1.AddToScheme} {
-		if err := add(s); err != nil {
-			panic(err)
-		}
-	}
-	return s
-}
-
 // whoAmI asks the apiserver for our own username: the identity the ownership webhook sees.
 func whoAmI(ctx context.Context, c client.Client) (string, error) {
-	review := &authnv1.SelfSubjectReview{}
-	if err := c.Create(ctx, review); err != nil {
-		return "", err
+	user, err := kubeclient.WhoAmI(ctx, c)
+	if errors.Is(err, kubeclient.ErrNoUsername) {
+		return "", permanent(err)
 	}
-	if review.Status.UserInfo.Username == "" {
-		return "", permanent(errors.New("the apiserver's SelfSubjectReview returned no username: the SDK needs an authenticated identity (a service account token or a kubeconfig user)"))
-	}
-	return review.Status.UserInfo.Username, nil
+	return user, err
 }
 
 // claim gets the slug's ServiceAccount, creating it (owned by us) when absent, and
@@ -384,39 +373,34 @@ func (r *Registration) claim(ctx context.Context, displayName string) error {
 }
 
 // upsert creates the Instance, or updates the existing one to the desired spec,
-// labels and ownerReference. An update that changes nothing writes nothing.
+// labels and ownerReference (controllerutil.CreateOrUpdate: an update that changes
+// nothing writes nothing). An Instance of that name serving another slug is a
+// permanent error; one being deleted is retried until it is gone.
 func (r *Registration) upsert(ctx context.Context) error {
-	var cur slugwayv1.Instance
-	err := r.c.Get(ctx, r.key, &cur)
-	if apierrors.IsNotFound(err) {
-		obj := r.desired.DeepCopy()
-		if err := r.c.Create(ctx, obj); err != nil {
-			return err // AlreadyExists is retried as a conflict: the next try updates
+	inst := &slugwayv1.Instance{ObjectMeta: metav1.ObjectMeta{Namespace: r.key.Namespace, Name: r.key.Name}}
+	op, err := controllerutil.CreateOrUpdate(ctx, r.c, inst, func() error {
+		if inst.ResourceVersion != "" { // it exists
+			if inst.Spec.Slug != r.slug {
+				return permanent(fmt.Errorf("instance %s already exists and serves slug %q, not %q: set Options.InstanceName to another name, or delete that instance", r.key, inst.Spec.Slug, r.slug))
+			}
+			if !inst.DeletionTimestamp.IsZero() {
+				return fmt.Errorf("instance %s is being deleted; will re-create it once it is gone", r.key)
+			}
 		}
-		r.log.Info("created instance", "instance", r.key.String())
+		inst.Spec = r.desired.Spec
+		if inst.Labels == nil {
+			inst.Labels = map[string]string{}
+		}
+		maps.Copy(inst.Labels, r.desired.Labels)
+		if len(r.desired.OwnerReferences) > 0 {
+			inst.OwnerReferences = withOwner(inst.OwnerReferences, r.desired.OwnerReferences[0])
+		}
 		return nil
+	})
+	if op == controllerutil.OperationResultCreated {
+		r.log.Info("created instance", "instance", r.key.String())
 	}
-	if err != nil {
-		return err
-	}
-	if cur.Spec.Slug != r.slug {
-		return permanent(fmt.Errorf("instance %s already exists and serves slug %q, not %q: set Options.InstanceName to another name, or delete that instance", r.key, cur.Spec.Slug, r.slug))
-	}
-	if !cur.DeletionTimestamp.IsZero() {
-		return fmt.Errorf("instance %s is being deleted; will re-create it once it is gone", r.key)
-	}
-	upd := cur.DeepCopy()
-	upd.Spec = r.desired.Spec
-	if upd.Labels == nil {
-		upd.Labels = map[string]string{}
-	}
-	for k, v := range r.desired.Labels {
-		upd.Labels[k] = v
-	}
-	if len(r.desired.OwnerReferences) > 0 {
-		upd.OwnerReferences = withOwner(upd.OwnerReferences, r.desired.OwnerReferences[0])
-	}
-	return r.c.Update(ctx, upd)
+	return err // AlreadyExists (a create race) is retried: the next try updates
 }
 
 // withOwner replaces any Pod ownerReference with ref and keeps the others.
@@ -430,17 +414,9 @@ func withOwner(refs []metav1.OwnerReference, ref metav1.OwnerReference) []metav1
 	return out
 }
 
-// heartbeat renews status.lastHeartbeat with one JSON merge patch on the status
-// subresource that holds nothing else: no read, no resourceVersion, no conflict.
-// The time is written as the API type writes it (RFC 3339, whole seconds).
+// heartbeat renews status.lastHeartbeat (see kubeclient.PatchHeartbeat: no read, no conflict).
 func (r *Registration) heartbeat(ctx context.Context) error {
-	st := slugwayv1.InstanceStatus{LastHeartbeat: new(metav1.NewTime(time.Now()))}
-	body, err := json.Marshal(map[string]any{"status": map[string]any{"lastHeartbeat": st.LastHeartbeat}})
-	if err != nil {
-		return permanent(err)
-	}
-	obj := &slugwayv1.Instance{ObjectMeta: metav1.ObjectMeta{Namespace: r.key.Namespace, Name: r.key.Name}}
-	return r.c.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, body))
+	return kubeclient.PatchHeartbeat(ctx, r.c, r.key, time.Now())
 }
 
 // keep renews the heartbeat (or checks the Instance still exists) every interval,
@@ -448,7 +424,7 @@ func (r *Registration) heartbeat(ctx context.Context) error {
 // retried sooner, with backoff; nothing here ends the service.
 func (r *Registration) keep(ctx context.Context) {
 	defer close(r.done)
-	fails := 0
+	fails, b := 0, r.backoff
 	delay := jitter(r.interval)
 	for {
 		select {
@@ -461,13 +437,13 @@ func (r *Registration) keep(ctx context.Context) {
 			return
 		}
 		if err == nil {
-			fails = 0
+			fails, b = 0, r.backoff
 			delay = jitter(r.interval)
 			continue
 		}
 		fails++
 		r.log.Error(err, "keeping the registration alive failed; will retry", "instance", r.key.String(), "attempt", fails)
-		delay = min(r.backoff.delay(fails), jitter(r.interval))
+		delay = min(b.Step(), jitter(r.interval))
 	}
 }
 

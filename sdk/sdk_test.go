@@ -16,7 +16,7 @@ import (
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
 	"github.com/slugway/slugway/internal/testenv"
-	"github.com/slugway/slugway/manager"
+	"github.com/slugway/slugway/kubeclient"
 	"github.com/slugway/slugway/sdk"
 )
 
@@ -92,7 +92,7 @@ func TestSecondIdentityCannotTakeTheSlug(t *testing.T) {
 	}
 
 	// Bob goes around the SDK: the webhook refuses.
-	bobClient, err := client.New(bob, client.Options{Scheme: manager.Scheme()})
+	bobClient, err := client.New(bob, client.Options{Scheme: kubeclient.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}

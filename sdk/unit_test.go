@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
+	"github.com/slugway/slugway/kubeclient"
 )
 
 func TestInstanceName(t *testing.T) {
@@ -157,11 +158,12 @@ func TestIsTransient(t *testing.T) {
 }
 
 func TestBackoffGrowsAndIsCapped(t *testing.T) {
-	b := backoff{initial: 100 * time.Millisecond, max: time.Second}
-	for attempt, hi := range map[int]time.Duration{1: 100 * time.Millisecond, 2: 200 * time.Millisecond, 3: 400 * time.Millisecond, 10: time.Second} {
-		for range 50 {
-			if d := b.delay(attempt); d < hi/2 || d > hi {
-				t.Fatalf("attempt %d: delay %s outside [%s, %s]", attempt, d, hi/2, hi)
+	for range 50 {
+		b := newBackoff(100*time.Millisecond, time.Second)
+		for attempt := 1; attempt <= 10; attempt++ {
+			lo := min(100*time.Millisecond<<(attempt-1), time.Second)
+			if d := b.Step(); d < lo || d > lo+lo/10 {
+				t.Fatalf("attempt %d: delay %s outside [%s, %s]", attempt, d, lo, lo+lo/10)
 			}
 		}
 	}
@@ -176,7 +178,7 @@ func TestClaimRaceRereadsTheWinner(t *testing.T) {
 		wantErr bool
 	}{{"someone-else", true}, {"me", false}} {
 		t.Run(tc.winner, func(t *testing.T) {
-			c := fake.NewClientBuilder().WithScheme(scheme()).WithInterceptorFuncs(interceptor.Funcs{
+			c := fake.NewClientBuilder().WithScheme(kubeclient.Scheme()).WithInterceptorFuncs(interceptor.Funcs{
 				Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
 					if _, ok := obj.(*slugwayv1.ServiceAccount); !ok {
 						return c.Create(ctx, obj, opts...)

@@ -22,7 +22,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
-	"github.com/slugway/slugway/controllers"
 	"github.com/slugway/slugway/registry"
 )
 
@@ -299,9 +298,9 @@ func (v *ServiceAccountValidator) Handle(_ context.Context, req admission.Reques
 		return notOwner(v.Config, user, verbOf(string(req.Operation)), what, old.Name, old.Spec.Owner)
 	case req.Operation == "UPDATE" && sa.Spec.Owner != old.Spec.Owner:
 		return admission.Denied(fmt.Sprintf("user %q may not change spec.owner of %s from %q to %q: only members of %s may transfer a slug", user, what, old.Spec.Owner, sa.Spec.Owner, groupList(v.Access.AdminGroups)))
-	case req.Operation == "UPDATE" && controllerutil.ContainsFinalizer(&old, controllers.FinalizerInstances) && !controllerutil.ContainsFinalizer(&sa, controllers.FinalizerInstances):
+	case req.Operation == "UPDATE" && controllerutil.ContainsFinalizer(&old, slugwayv1.FinalizerInstances) && !controllerutil.ContainsFinalizer(&sa, slugwayv1.FinalizerInstances):
 		// Without it, deleting the slug would leave its instances for the next claimant.
-		return admission.Denied(fmt.Sprintf("user %q may not remove the finalizer %q from %s: the slugway controller removes it after deleting the slug's instances, so that the next claimant of the slug does not inherit them", user, controllers.FinalizerInstances, what))
+		return admission.Denied(fmt.Sprintf("user %q may not remove the finalizer %q from %s: the slugway controller removes it after deleting the slug's instances, so that the next claimant of the slug does not inherit them", user, slugwayv1.FinalizerInstances, what))
 	}
 	return admission.Allowed("")
 }
@@ -319,7 +318,7 @@ func (d *ServiceAccountDefaulter) Handle(_ context.Context, req admission.Reques
 	if err := d.Decoder.DecodeRaw(req.Object, &sa); err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
-	changed := controllerutil.AddFinalizer(&sa, controllers.FinalizerInstances)
+	changed := controllerutil.AddFinalizer(&sa, slugwayv1.FinalizerInstances)
 	if sa.Spec.Owner == "" {
 		sa.Spec.Owner = req.UserInfo.Username
 		changed = true

@@ -4,6 +4,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// FinalizerInstances is on every ServiceAccount: deleting one deletes its Instances
+// first (the controller does), since leaving them behind would hand them to whoever
+// claims the slug next. The admission webhook adds it and keeps users from removing it.
+const FinalizerInstances = "slugway.io/instances"
+
 // ServiceAccountSpec describes a claimed slug.
 type ServiceAccountSpec struct {
 	// DisplayName is a human-readable name for the service, e.g. "Skeleton Svc".
@@ -79,8 +84,4 @@ type ServiceAccountList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ServiceAccount `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&ServiceAccount{}, &ServiceAccountList{})
 }

@@ -3,7 +3,8 @@
 // It starts etcd and kube-apiserver (data kept in .run/, so registrations survive a
 // restart), installs the CRDs and the admission webhooks, then runs `slugway controller`,
 // `slugway proxy` and the skeleton-svc example as child processes, prints what to try,
-// and stops everything on Ctrl-C. With CLUSTER=existing it uses the cluster KUBECONFIG
+// and stops everything on Ctrl-C. The pids of what it starts are kept in .run/pids,
+// so that the next run stops exactly those if this one was killed. With CLUSTER=existing it uses the cluster KUBECONFIG
 // points at instead (the webhooks are then not served: a remote apiserver cannot reach
 // this machine).
 package main
@@ -44,6 +45,7 @@ func run() error {
 	flag.Parse()
 	bin := filepath.Join(root, "bin")
 	logs := filepath.Join(*dataDir, "logs")
+	pidFile := proc.PidFile{Path: filepath.Join(*dataDir, "pids")}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -53,8 +55,8 @@ func run() error {
 	switch *cluster {
 	case "embedded":
 		// A crashed or killed earlier run may have left its etcd holding the data directory.
-		if pids := proc.KillMatching("--data-dir=" + filepath.Join(*dataDir, "etcd")); len(pids) > 0 {
-			step("stopped a control plane left behind by an earlier run (pids %v)", pids)
+		if pids := stopLeftovers(pidFile, *dataDir); len(pids) > 0 {
+			step("stopped what an earlier run left behind (pids %v)", pids)
 			time.Sleep(500 * time.Millisecond)
 		}
 		step("starting etcd and kube-apiserver (data in %s)", *dataDir)
@@ -62,9 +64,12 @@ func run() error {
 		if err != nil {
 			return err
 		}
+		recordChildren(pidFile, "etcd", "kube-apiserver")
 		defer func() {
 			step("stopping the control plane")
-			_ = env.Stop()
+			if env.Stop() == nil {
+				_ = pidFile.Remove()
+			}
 		}()
 		kubeconfig = filepath.Join(*dataDir, "kubeconfig")
 		if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
@@ -102,6 +107,9 @@ func run() error {
 			step("stopping %s", procs[i].Name)
 			_ = procs[i].Stop(10 * time.Second)
 		}
+		if *cluster != "embedded" { // else removed once the control plane stopped too
+			_ = pidFile.Remove()
+		}
 	}()
 	start := func(name string, env []string, binary string, args ...string) error {
 		p, err := proc.Start(name, logs, append(kenv, env...), nil, binary, args...)
@@ -109,6 +117,9 @@ func run() error {
 			return err
 		}
 		procs = append(procs, p)
+		if err := pidFile.Add(name, p.Pid()); err != nil {
+			step("warning: %v", err)
+		}
 		step("started %s (pid %d, log %s)", name, p.Pid(), p.Log)
 		return nil
 	}
@@ -178,9 +189,40 @@ func startControlPlane(ctx context.Context, dataDir string) (*testenv.Env, error
 	case r := <-done:
 		return r.env, r.err
 	case <-ctx.Done():
-		proc.KillMatching("--data-dir=" + filepath.Join(dataDir, "etcd"))
-		proc.KillMatching("--cert-dir=" + filepath.Join(dataDir, "pki"))
+		for _, comm := range []string{"kube-apiserver", "etcd"} {
+			for _, pid := range proc.Children(comm) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
 		return nil, errors.New("interrupted while starting the control plane")
+	}
+}
+
+// stopLeftovers kills what an earlier run recorded in its pid file and did not stop
+// (it was killed, or crashed). Without a pid file (a run from before pid files, or
+// one killed before it wrote any) it falls back to the processes whose command line
+// names this data directory's etcd or certificates, and nothing else.
+func stopLeftovers(f proc.PidFile, dataDir string) []int {
+	pids, ok, err := f.KillRecorded()
+	if err != nil {
+		step("warning: reading %s: %v", f.Path, err)
+	}
+	if ok {
+		return pids
+	}
+	pids = proc.KillMatching("--data-dir=" + filepath.Join(dataDir, "etcd"))
+	return append(pids, proc.KillMatching("--cert-dir="+filepath.Join(dataDir, "pki"))...)
+}
+
+// recordChildren records this process's children named comm (envtest started them
+// and does not say their pids).
+func recordChildren(f proc.PidFile, comms ...string) {
+	for _, comm := range comms {
+		for _, pid := range proc.Children(comm) {
+			if err := f.Add(comm, pid); err != nil {
+				step("warning: %v", err)
+			}
+		}
 	}
 }
 

@@ -55,7 +55,7 @@ import (
 	"github.com/slugway/slugway/hack/scale/scaleresult"
 	"github.com/slugway/slugway/internal/proc"
 	"github.com/slugway/slugway/internal/testenv"
-	"github.com/slugway/slugway/manager"
+	"github.com/slugway/slugway/kubeclient"
 )
 
 type config struct {
@@ -136,7 +136,8 @@ func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
 }
 
-// run does the whole measurement. It returns what it measured even on error.
+// run does the whole measurement, one phase after the other: start, create, wait,
+// steady state, propagation. It returns what it measured even on error.
 func run(c config) (*result, error) {
 	// Ctrl-C or SIGTERM ends the run early but still stops the control plane and the processes.
 	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -144,68 +145,143 @@ func run(c config) (*result, error) {
 	ctx, cancel := context.WithTimeout(sigCtx, c.Timeout)
 	defer cancel()
 	ctrl.SetLogger(logr.Discard())
-	root := testenv.Root()
+	if err := prepare(&c); err != nil {
+		return nil, err
+	}
+	r := &scaleRun{c: c, res: newResult(c, os.Args)}
+	defer r.stop()
+	if err := r.start(ctx); err != nil {
+		return r.res, err
+	}
+	if err := r.create(ctx); err != nil {
+		return r.res, err
+	}
+	if err := r.wait(ctx); err != nil {
+		return r.res, err
+	}
+	if err := r.steadyState(ctx); err != nil {
+		return r.res, err
+	}
+	if err := r.propagation(ctx); err != nil {
+		return r.res, err
+	}
+	r.res.ProxyRSSEndMiB, _ = rssMiB(r.proxy.Pid())
+	return r.res, nil
+}
+
+// prepare makes the work directory and builds the binary, unless given.
+func prepare(c *config) error {
 	if c.WorkDir == "" {
 		d, err := os.MkdirTemp("", "slugway-scale-")
 		if err != nil {
-			return nil, err
+			return err
 		}
 		c.WorkDir = d
 	}
 	if err := os.MkdirAll(c.WorkDir, 0o755); err != nil {
-		return nil, err
+		return err
 	}
 	if c.Bin == "" {
+		root := testenv.Root()
 		c.Bin = filepath.Join(root, "bin", "slugway")
 		logf("building %s", c.Bin)
 		b := exec.Command("go", "build", "-o", c.Bin, ".")
 		b.Dir, b.Stdout, b.Stderr = root, os.Stderr, os.Stderr
 		b.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if err := b.Run(); err != nil {
-			return nil, fmt.Errorf("building slugway: %w", err)
+			return fmt.Errorf("building slugway: %w", err)
 		}
 	}
-	res := newResult(c, os.Args)
+	return nil
+}
 
+// scaleRun is one measurement: what start brings up, the phases use and stop ends.
+type scaleRun struct {
+	c   config
+	res *result
+
+	env                                *testenv.Env
+	admin                              *rest.Config // no client-side throttling
+	cl                                 client.Client
+	apiHTTP                            *http.Client
+	orig                               *origins
+	controller, proxy                  *proc.Proc
+	metricsAddr, proxyAddr, proxyAdmin string
+	pids                               map[string]int // whose CPU time is measured
+	tr                                 *tracker
+	t0, created                        time.Time // the first and the last create
+
+	stopSampling func() // stops the sampler and keeps its samples; idempotent
+	stops        []func()
+}
+
+// stop ends what start began, last first.
+func (r *scaleRun) stop() {
+	for i := len(r.stops) - 1; i >= 0; i-- {
+		r.stops[i]()
+	}
+}
+
+func (r *scaleRun) scrapeAPI() metrics {
+	return scrape(r.apiHTTP, strings.TrimSuffix(r.admin.Host, "/")+"/metrics")
+}
+func (r *scaleRun) scrapeCtl() metrics {
+	return scrape(http.DefaultClient, "http://"+r.metricsAddr+"/metrics")
+}
+func (r *scaleRun) scrapeProxy() metrics {
+	return scrape(http.DefaultClient, "http://"+r.proxyAdmin+"/metrics")
+}
+
+// cpu is the CPU seconds each measured process has used so far.
+func (r *scaleRun) cpu() map[string]float64 {
+	out := map[string]float64{}
+	for name, pid := range r.pids {
+		if st, err := readStat(pid); err == nil {
+			out[name] = st.CPUSecond
+		}
+	}
+	return out
+}
+
+// start brings up the control plane, the origins, the controller and the proxy (as
+// processes, like a deployment runs them), the tracker and the sampler.
+func (r *scaleRun) start(ctx context.Context) error {
+	c, res := r.c, r.res
 	logf("starting kube-apiserver and etcd (webhooks=%v); logs and profiles in %s", c.Webhooks, c.WorkDir)
 	env, err := testenv.StartWith(testenv.Options{Webhooks: c.Webhooks, Quiet: true})
 	if err != nil {
-		return res, err
+		return err
 	}
-	defer func() { _ = env.Stop() }()
+	r.env = env
+	r.stops = append(r.stops, func() { _ = env.Stop() })
 	kubeconfig := filepath.Join(c.WorkDir, "kubeconfig")
 	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
-		return res, err
+		return err
 	}
-	admin := rest.CopyConfig(env.Config)
-	admin.QPS, admin.Burst = -1, 0 // no client-side throttling: the harness should not be the bottleneck
-	cl, err := client.New(admin, client.Options{Scheme: manager.Scheme()})
-	if err != nil {
-		return res, err
+	r.admin = rest.CopyConfig(env.Config)
+	r.admin.QPS, r.admin.Burst = -1, 0 // no client-side throttling: the harness should not be the bottleneck
+	if r.cl, err = kubeclient.New(r.admin); err != nil {
+		return err
 	}
-	apiHTTP, err := rest.HTTPClientFor(admin)
-	if err != nil {
-		return res, err
+	if r.apiHTTP, err = rest.HTTPClientFor(r.admin); err != nil {
+		return err
 	}
-	scrapeAPI := func() metrics { return scrape(apiHTTP, strings.TrimSuffix(admin.Host, "/")+"/metrics") }
+	if r.orig, err = startOrigins(c.Ports); err != nil {
+		return err
+	}
+	r.stops = append(r.stops, r.orig.close)
 
-	orig, err := startOrigins(c.Ports)
-	if err != nil {
-		return res, err
-	}
-	defer orig.close()
-
-	// The controller and the proxy, as processes, like a deployment runs them.
 	ports, err := freePorts(4)
 	if err != nil {
-		return res, err
+		return err
 	}
-	metricsAddr, healthAddr := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
-	proxyAddr, proxyAdmin := fmt.Sprintf("127.0.0.1:%d", ports[2]), fmt.Sprintf("127.0.0.1:%d", ports[3])
+	healthAddr := fmt.Sprintf("127.0.0.1:%d", ports[1])
+	r.metricsAddr = fmt.Sprintf("127.0.0.1:%d", ports[0])
+	r.proxyAddr, r.proxyAdmin = fmt.Sprintf("127.0.0.1:%d", ports[2]), fmt.Sprintf("127.0.0.1:%d", ports[3])
 	kenv := []string{"KUBECONFIG=" + kubeconfig}
 	cargs := []string{"controller",
 		"--leader-election-namespace", "default", "--allow-loopback",
-		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", healthAddr,
+		"--metrics-bind-address", r.metricsAddr, "--health-probe-bind-address", healthAddr,
 		"--heartbeat-refresh", c.HeartbeatRefresh.String(),
 	}
 	if c.Webhooks {
@@ -216,72 +292,63 @@ func run(c config) (*result, error) {
 	}
 	cargs = append(cargs, strings.Fields(c.ControllerArgs)...)
 	res.ControllerArgs = strings.Join(cargs, " ")
-	controller, err := proc.Start("controller", c.WorkDir, kenv, nil, c.Bin, cargs...)
-	if err != nil {
-		return res, err
+	if r.controller, err = proc.Start("controller", c.WorkDir, kenv, nil, c.Bin, cargs...); err != nil {
+		return err
 	}
-	defer func() { _ = controller.Stop(10 * time.Second) }()
-	pargs := []string{"proxy", "--listen", proxyAddr, "--admin-listen", proxyAdmin, "--pprof"}
+	r.stops = append(r.stops, func() { _ = r.controller.Stop(10 * time.Second) })
+	pargs := []string{"proxy", "--listen", r.proxyAddr, "--admin-listen", r.proxyAdmin, "--pprof"}
 	if supportsFlag(c.Bin, "proxy", "allow-loopback") {
 		pargs = append(pargs, "--allow-loopback")
 	}
 	res.ProxyArgs = strings.Join(pargs, " ")
-	proxy, err := proc.Start("proxy", c.WorkDir, kenv, nil, c.Bin, pargs...)
-	if err != nil {
-		return res, err
+	if r.proxy, err = proc.Start("proxy", c.WorkDir, kenv, nil, c.Bin, pargs...); err != nil {
+		return err
 	}
-	defer func() { _ = proxy.Stop(10 * time.Second) }()
+	r.stops = append(r.stops, func() { _ = r.proxy.Stop(10 * time.Second) })
 	for _, w := range []struct {
 		p   *proc.Proc
 		url string
-	}{{controller, "http://" + healthAddr + "/readyz"}, {proxy, "http://" + proxyAdmin + "/readyz"}} {
+	}{{r.controller, "http://" + healthAddr + "/readyz"}, {r.proxy, "http://" + r.proxyAdmin + "/readyz"}} {
 		if err := waitOK(ctx, w.p, w.url, 60*time.Second); err != nil {
-			return res, err
+			return err
 		}
 	}
-	logf("controller (pid %d) and proxy (pid %d) are ready", controller.Pid(), proxy.Pid())
+	logf("controller (pid %d) and proxy (pid %d) are ready", r.controller.Pid(), r.proxy.Pid())
 
-	pids := map[string]int{"controller": controller.Pid(), "proxy": proxy.Pid()}
+	r.pids = map[string]int{"controller": r.controller.Pid(), "proxy": r.proxy.Pid()}
 	for _, comm := range []string{"kube-apiserver", "etcd"} {
 		if p := childrenByComm(os.Getpid(), comm); len(p) == 1 {
-			pids[comm] = p[0]
+			r.pids[comm] = p[0]
 		}
 	}
-	pids["harness"] = os.Getpid()
-	cpu := func() map[string]float64 {
-		out := map[string]float64{}
-		for name, pid := range pids {
-			if st, err := readStat(pid); err == nil {
-				out[name] = st.CPUSecond
-			}
-		}
-		return out
-	}
-	scrapeCtl := func() metrics { return scrape(http.DefaultClient, "http://"+metricsAddr+"/metrics") }
-	scrapeProxy := func() metrics { return scrape(http.DefaultClient, "http://"+proxyAdmin+"/metrics") }
+	r.pids["harness"] = os.Getpid()
 
 	// Watch everything the way an observer of the apiserver would, to count writes and Healthy instances.
-	tr, err := startTracker(ctx, admin)
-	if err != nil {
-		return res, err
+	if r.tr, err = startTracker(ctx, r.admin); err != nil {
+		return err
 	}
+	r.startSampler(ctx)
+	return nil
+}
 
-	// A sampler records RSS (peak and current) and queue depth (peak) throughout.
+// startSampler records RSS (peak and current) and queue depth (peak) every second
+// until stopSampling, which stores them in the result.
+func (r *scaleRun) startSampler(ctx context.Context) {
 	var smu sync.Mutex
 	var samples []point
 	peak := map[string]float64{}
 	sampleDone := make(chan struct{})
-	sctx, stopSampling := context.WithCancel(ctx)
+	sctx, cancel := context.WithCancel(ctx)
 	start := time.Now()
 	go func() {
 		defer close(sampleDone)
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
-			p := point{T: time.Since(start).Seconds(), Healthy: tr.healthyCount()}
-			p.ControllerRSS, _ = rssMiB(controller.Pid())
-			p.ProxyRSS, _ = rssMiB(proxy.Pid())
-			if m := scrapeCtl(); m != nil {
+			p := point{T: time.Since(start).Seconds(), Healthy: r.tr.healthyCount()}
+			p.ControllerRSS, _ = rssMiB(r.controller.Pid())
+			p.ProxyRSS, _ = rssMiB(r.proxy.Pid())
+			if m := r.scrapeCtl(); m != nil {
 				p.QueueDepth = m.sum("workqueue_depth", map[string]string{"name": "instance"})
 			}
 			smu.Lock()
@@ -297,155 +364,179 @@ func run(c config) (*result, error) {
 			}
 		}
 	}()
-	defer func() {
-		stopSampling()
-		<-sampleDone
-		smu.Lock()
-		res.Samples = samples
-		res.ControllerRSSPeakMiB, res.ProxyRSSPeakMiB, res.QueueDepthPeak = peak["controller"], peak["proxy"], peak["depth"]
-		smu.Unlock()
-	}()
+	var once sync.Once
+	r.stopSampling = func() {
+		once.Do(func() {
+			cancel()
+			<-sampleDone
+			smu.Lock()
+			r.res.Samples = samples
+			r.res.ControllerRSSPeakMiB, r.res.ProxyRSSPeakMiB, r.res.QueueDepthPeak = peak["controller"], peak["proxy"], peak["depth"]
+			smu.Unlock()
+		})
+	}
+	r.stops = append(r.stops, r.stopSampling)
+}
 
-	// Phase 1: create the slugs and the instances, and wait until all are Healthy.
-	ctl0, api0, cpu0 := scrapeCtl(), scrapeAPI(), cpu()
-	if err := cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
-		return res, err
+// create makes the namespace, the slugs and the instances, as fast as the apiserver takes them.
+func (r *scaleRun) create(ctx context.Context) error {
+	c, res := r.c, r.res
+	if err := r.cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
+		return err
 	}
-	t0 := time.Now()
-	if err := createAll(ctx, cl, c, orig.Ports); err != nil {
-		return res, err
+	r.t0 = time.Now()
+	if err := createAll(ctx, r.cl, c, r.orig.Ports); err != nil {
+		return err
 	}
-	created := time.Now()
-	res.CreateSeconds = created.Sub(t0).Seconds()
+	r.created = time.Now()
+	res.CreateSeconds = r.created.Sub(r.t0).Seconds()
 	res.CreatesPerSecond = float64(c.Instances+c.Slugs+1) / res.CreateSeconds
 	logf("created %d slugs and %d instances in %.1fs (%.0f objects/s); waiting for all Healthy", c.Slugs+1, c.Instances, res.CreateSeconds, res.CreatesPerSecond)
-	healthy, herr := tr.waitHealthy(ctx, c.Instances, c.HealthyTimeout, func(n int) {
-		logf("  %d/%d Healthy after %.0fs", n, c.Instances, time.Since(t0).Seconds())
+	return nil
+}
+
+// wait waits until every instance is Healthy, and measures the ramp from the first
+// create. With ContinueUnhealthy, a timeout is recorded as a gap and the run goes on.
+func (r *scaleRun) wait(ctx context.Context) error {
+	c, res := r.c, r.res
+	ctl0, api0, cpu0 := r.scrapeCtl(), r.scrapeAPI(), r.cpu()
+	healthy, herr := r.tr.waitHealthy(ctx, c.Instances, c.HealthyTimeout, func(n int) {
+		logf("  %d/%d Healthy after %.0fs", n, c.Instances, time.Since(r.t0).Seconds())
 	})
 	res.Healthy = healthy
-	res.TimeToHealthySeconds = time.Since(t0).Seconds()
-	res.HealthyAfterCreateSeconds = time.Since(created).Seconds()
-	ctl1, api1, cpu1 := scrapeCtl(), scrapeAPI(), cpu()
+	res.TimeToHealthySeconds = time.Since(r.t0).Seconds()
+	res.HealthyAfterCreateSeconds = time.Since(r.created).Seconds()
+	ctl1, api1, cpu1 := r.scrapeCtl(), r.scrapeAPI(), r.cpu()
 	res.Ramp = measurePhase(ctl0, ctl1, api0, api1, cpu0, cpu1, res.TimeToHealthySeconds)
 	if herr != nil {
 		herr = fmt.Errorf("%w (%d of %d Healthy); see %s", herr, healthy, c.Instances, c.WorkDir)
 		if !c.ContinueUnhealthy || ctx.Err() != nil {
-			return res, herr
+			return herr
 		}
 		res.Gap = herr.Error()
 		logf("%v; measuring the rest anyway", herr)
 	} else {
 		logf("all %d Healthy %.1fs after the first create (%.1fs after the last)", c.Instances, res.TimeToHealthySeconds, res.HealthyAfterCreateSeconds)
 	}
+	return nil
+}
 
-	// Phase 2: steady state.
-	if c.Window > 0 {
-		logf("settling for %s, then measuring steady state for %s", c.Settle, c.Window)
-		if !sleep(ctx, c.Settle) {
-			return res, ctx.Err()
-		}
-		ctlA, apiA, cpuA := scrapeCtl(), scrapeAPI(), cpu()
-		iw0, sw0, pr0 := tr.instWrites.Load(), tr.saWrites.Load(), orig.probes.Load()
-		ws := time.Now()
-		var pwg sync.WaitGroup
-		if c.ProfileSeconds > 0 && c.Window >= time.Duration(c.ProfileSeconds)*time.Second {
-			// Where the apiserver's time goes in steady state (its pprof is on by default; admin may read it).
-			res.APIServerProfile = filepath.Join(c.WorkDir, fmt.Sprintf("apiserver-steady-%d.pprof", c.Instances))
-			pwg.Go(func() {
-				fetchProfileWith(ctx, apiHTTP, strings.TrimSuffix(admin.Host, "/"), c.ProfileSeconds, res.APIServerProfile)
-			})
-		}
-		var rss []float64
-		var crss []float64
-		for time.Since(ws) < c.Window {
-			if !sleep(ctx, 2*time.Second) {
-				return res, ctx.Err()
-			}
-			r, _ := rssMiB(proxy.Pid())
-			rss = append(rss, r)
-			r, _ = rssMiB(controller.Pid())
-			crss = append(crss, r)
-		}
-		secs := time.Since(ws).Seconds()
-		ctlB, apiB, cpuB := scrapeCtl(), scrapeAPI(), cpu()
-		pwg.Wait()
-		st := &steady{}
-		st.Phase = measurePhase(ctlA, ctlB, apiA, apiB, cpuA, cpuB, secs)
-		st.InstanceWritesPerMin = float64(tr.instWrites.Load()-iw0) / secs * 60
-		st.ServiceAccountWritesPerMin = float64(tr.saWrites.Load()-sw0) / secs * 60
-		st.WritesPerInstancePer30s = st.InstanceWritesPerMin / 2 / float64(c.Instances)
-		st.ProbesPerSecond = float64(orig.probes.Load()-pr0) / secs
-		st.ProxyRSSMiB, st.ControllerRSSMiB = slices.Max(rss), slices.Max(crss)
-		st.StillHealthy = tr.healthyCount()
-		res.Steady = st
-		logf("steady state: %.0f instance writes/min (%.2f per instance per 30s), %.0f probes/s, apiserver %.1f req/s, controller %.0f MiB, proxy %.0f MiB",
-			st.InstanceWritesPerMin, st.WritesPerInstancePer30s, st.ProbesPerSecond, st.APIServerReqPerSec, st.ControllerRSSMiB, st.ProxyRSSMiB)
+// steadyState measures c.Window of nothing changing, after c.Settle: writes, probes,
+// apiserver requests, CPU and memory.
+func (r *scaleRun) steadyState(ctx context.Context) error {
+	c, res := r.c, r.res
+	if c.Window <= 0 {
+		return nil
 	}
+	logf("settling for %s, then measuring steady state for %s", c.Settle, c.Window)
+	if !sleep(ctx, c.Settle) {
+		return ctx.Err()
+	}
+	ctlA, apiA, cpuA := r.scrapeCtl(), r.scrapeAPI(), r.cpu()
+	iw0, sw0, pr0 := r.tr.instWrites.Load(), r.tr.saWrites.Load(), r.orig.probes.Load()
+	ws := time.Now()
+	var pwg sync.WaitGroup
+	if c.ProfileSeconds > 0 && c.Window >= time.Duration(c.ProfileSeconds)*time.Second {
+		// Where the apiserver's time goes in steady state (its pprof is on by default; admin may read it).
+		res.APIServerProfile = filepath.Join(c.WorkDir, fmt.Sprintf("apiserver-steady-%d.pprof", c.Instances))
+		pwg.Go(func() {
+			fetchProfileWith(ctx, r.apiHTTP, strings.TrimSuffix(r.admin.Host, "/"), c.ProfileSeconds, res.APIServerProfile)
+		})
+	}
+	var rss, crss []float64
+	for time.Since(ws) < c.Window {
+		if !sleep(ctx, 2*time.Second) {
+			return ctx.Err()
+		}
+		m, _ := rssMiB(r.proxy.Pid())
+		rss = append(rss, m)
+		m, _ = rssMiB(r.controller.Pid())
+		crss = append(crss, m)
+	}
+	secs := time.Since(ws).Seconds()
+	ctlB, apiB, cpuB := r.scrapeCtl(), r.scrapeAPI(), r.cpu()
+	pwg.Wait()
+	st := &steady{}
+	st.Phase = measurePhase(ctlA, ctlB, apiA, apiB, cpuA, cpuB, secs)
+	st.InstanceWritesPerMin = float64(r.tr.instWrites.Load()-iw0) / secs * 60
+	st.ServiceAccountWritesPerMin = float64(r.tr.saWrites.Load()-sw0) / secs * 60
+	st.WritesPerInstancePer30s = st.InstanceWritesPerMin / 2 / float64(c.Instances)
+	st.ProbesPerSecond = float64(r.orig.probes.Load()-pr0) / secs
+	st.ProxyRSSMiB, st.ControllerRSSMiB = slices.Max(rss), slices.Max(crss)
+	st.StillHealthy = r.tr.healthyCount()
+	res.Steady = st
+	logf("steady state: %.0f instance writes/min (%.2f per instance per 30s), %.0f probes/s, apiserver %.1f req/s, controller %.0f MiB, proxy %.0f MiB",
+		st.InstanceWritesPerMin, st.WritesPerInstancePer30s, st.ProbesPerSecond, st.APIServerReqPerSec, st.ControllerRSSMiB, st.ProxyRSSMiB)
+	return nil
+}
 
-	// Phase 3: route propagation. The controller would overwrite a status we set by
-	// hand, so it is stopped first; with webhooks installed their configurations are
-	// removed first (the controller serves them). From now on the harness is the only writer.
-	if c.Flips > 0 {
-		if c.Webhooks {
-			for _, o := range []client.Object{
-				&admissionv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "validating-webhook-configuration"}},
-				&admissionv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "mutating-webhook-configuration"}},
-			} {
-				if err := cl.Delete(ctx, o); client.IgnoreNotFound(err) != nil {
-					return res, fmt.Errorf("removing the webhook configurations before stopping the controller: %w", err)
-				}
+// propagation measures how fast c.Flips status flips reach the proxy's routes, quiet
+// and under c.ChurnRate heartbeat writes per second. The controller would overwrite a
+// status we set by hand, so it is stopped first; with webhooks installed their
+// configurations are removed first (the controller serves them). From then on the
+// harness is the only writer.
+func (r *scaleRun) propagation(ctx context.Context) error {
+	c, res := r.c, r.res
+	if c.Flips <= 0 {
+		return nil
+	}
+	if c.Webhooks {
+		for _, o := range []client.Object{
+			&admissionv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "validating-webhook-configuration"}},
+			&admissionv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "mutating-webhook-configuration"}},
+		} {
+			if err := r.cl.Delete(ctx, o); client.IgnoreNotFound(err) != nil {
+				return fmt.Errorf("removing the webhook configurations before stopping the controller: %w", err)
 			}
-		}
-		// Sampling scrapes the controller: stop it now.
-		stopSampling()
-		<-sampleDone
-		if err := controller.Stop(15 * time.Second); err != nil {
-			logf("stopping the controller: %v", err)
-		}
-		sleep(ctx, 2*time.Second)
-		pb := newProber(proxyAddr)
-		logf("route propagation, quiet: %d status flips", c.Flips)
-		q, err := propagation(ctx, cl, pb, c.Flips)
-		if err != nil {
-			return res, err
-		}
-		res.PropagationQuiet = q
-		logf("  %s", q)
-		if c.ChurnRate > 0 {
-			logf("route propagation under %.0f heartbeat writes/s: %d status flips", c.ChurnRate, c.Flips)
-			chctx, stopChurn := context.WithCancel(ctx)
-			ch := startChurn(chctx, cl, c, c.ChurnRate)
-			sleep(ctx, 3*time.Second) // let the churn reach its rate
-			pm0, cpuC0 := scrapeProxy(), cpu()
-			ct0 := time.Now()
-			var prof string
-			var pwg sync.WaitGroup
-			if c.ProfileSeconds > 0 {
-				prof = filepath.Join(c.WorkDir, fmt.Sprintf("proxy-churn-%d.pprof", c.Instances))
-				pwg.Go(func() { fetchProfileWith(ctx, http.DefaultClient, "http://"+proxyAdmin, c.ProfileSeconds, prof) })
-			}
-			p, perr := propagation(ctx, cl, pb, c.Flips)
-			pwg.Wait()
-			pm1, cpuC1 := scrapeProxy(), cpu()
-			secs := time.Since(ct0).Seconds()
-			stopChurn()
-			p.ChurnWritesPerSec = ch.rate()
-			p.ChurnErrors = ch.errors.Load()
-			p.ProxyRebuildsPerSec = (pm1.sum("slugway_proxy_route_table_builds_total", nil) - pm0.sum("slugway_proxy_route_table_builds_total", nil)) / secs
-			p.ProxyCPUCores = (cpuC1["proxy"] - cpuC0["proxy"]) / secs
-			p.CPUCores = cores(cpuC0, cpuC1, secs)
-			p.ProxyPropagationSeconds = histDelta(pm0, pm1, "slugway_proxy_route_propagation_seconds", nil).quantile(.99)
-			p.Profile = prof
-			res.PropagationChurn = p
-			if perr != nil {
-				return res, perr
-			}
-			logf("  %s; proxy rebuilt its table %.1f times/s using %.2f cores", p, p.ProxyRebuildsPerSec, p.ProxyCPUCores)
 		}
 	}
-	r, _ := rssMiB(proxy.Pid())
-	res.ProxyRSSEndMiB = r
-	return res, nil
+	r.stopSampling() // it scrapes the controller
+	if err := r.controller.Stop(15 * time.Second); err != nil {
+		logf("stopping the controller: %v", err)
+	}
+	sleep(ctx, 2*time.Second)
+	pb := newProber(r.proxyAddr)
+	logf("route propagation, quiet: %d status flips", c.Flips)
+	q, err := propagation(ctx, r.cl, pb, c.Flips)
+	if err != nil {
+		return err
+	}
+	res.PropagationQuiet = q
+	logf("  %s", q)
+	if c.ChurnRate <= 0 {
+		return nil
+	}
+	logf("route propagation under %.0f heartbeat writes/s: %d status flips", c.ChurnRate, c.Flips)
+	chctx, stopChurn := context.WithCancel(ctx)
+	defer stopChurn()
+	ch := startChurn(chctx, r.cl, c, c.ChurnRate)
+	sleep(ctx, 3*time.Second) // let the churn reach its rate
+	pm0, cpuC0 := r.scrapeProxy(), r.cpu()
+	ct0 := time.Now()
+	var prof string
+	var pwg sync.WaitGroup
+	if c.ProfileSeconds > 0 {
+		prof = filepath.Join(c.WorkDir, fmt.Sprintf("proxy-churn-%d.pprof", c.Instances))
+		pwg.Go(func() { fetchProfileWith(ctx, http.DefaultClient, "http://"+r.proxyAdmin, c.ProfileSeconds, prof) })
+	}
+	p, perr := propagation(ctx, r.cl, pb, c.Flips)
+	pwg.Wait()
+	pm1, cpuC1 := r.scrapeProxy(), r.cpu()
+	secs := time.Since(ct0).Seconds()
+	stopChurn()
+	p.ChurnWritesPerSec = ch.rate()
+	p.ChurnErrors = ch.errors.Load()
+	p.ProxyRebuildsPerSec = (pm1.sum("slugway_proxy_route_table_builds_total", nil) - pm0.sum("slugway_proxy_route_table_builds_total", nil)) / secs
+	p.ProxyCPUCores = (cpuC1["proxy"] - cpuC0["proxy"]) / secs
+	p.CPUCores = cores(cpuC0, cpuC1, secs)
+	p.ProxyPropagationSeconds = histDelta(pm0, pm1, "slugway_proxy_route_propagation_seconds", nil).quantile(.99)
+	p.Profile = prof
+	res.PropagationChurn = p
+	if perr != nil {
+		return perr
+	}
+	logf("  %s; proxy rebuilt its table %.1f times/s using %.2f cores", p, p.ProxyRebuildsPerSec, p.ProxyCPUCores)
+	return nil
 }
 
 // measurePhase turns scrapes at both ends of a phase into rates.
@@ -589,7 +680,7 @@ type tracker struct {
 }
 
 func startTracker(ctx context.Context, cfg *rest.Config) (*tracker, error) {
-	c, err := cache.New(cfg, cache.Options{Scheme: manager.Scheme(), DefaultTransform: cache.TransformStripManagedFields()})
+	c, err := cache.New(cfg, cache.Options{Scheme: kubeclient.Scheme(), DefaultTransform: cache.TransformStripManagedFields()})
 	if err != nil {
 		return nil, err
 	}

@@ -1,128 +1,78 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"math"
 	"sort"
-	"strconv"
 	"strings"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
-// sample is one line of the Prometheus text exposition format.
-type sample struct {
-	Name   string
-	Labels map[string]string
-	Value  float64
-}
+// metrics is a scrape: every metric family of an endpoint at one moment, as
+// expfmt parses the Prometheus text format (what /metrics serves without content
+// negotiation), keyed by family name.
+type metrics map[string]*dto.MetricFamily
 
-// metrics is a scrape: every sample of an endpoint at one moment.
-type metrics []sample
-
-// parseMetrics reads the Prometheus text format (what /metrics serves without
-// content negotiation). Comments and malformed lines are skipped.
 func parseMetrics(r io.Reader) (metrics, error) {
-	var out metrics
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		s, ok := parseLine(line)
-		if ok {
-			out = append(out, s)
-		}
-	}
-	return out, sc.Err()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	return p.TextToMetricFamilies(r)
 }
 
-func parseLine(line string) (sample, bool) {
-	s := sample{Labels: map[string]string{}}
-	i := strings.IndexAny(line, "{ ")
-	if i <= 0 {
-		return s, false
+// each calls fn for every sample of family name whose labels include match.
+func (m metrics) each(name string, match map[string]string, fn func(*dto.Metric)) {
+	f := m[name]
+	if f == nil {
+		return
 	}
-	s.Name = line[:i]
-	rest := line[i:]
-	if rest[0] == '{' {
-		rest = rest[1:]
-		for {
-			rest = strings.TrimLeft(rest, " ,")
-			if rest == "" {
-				return s, false
-			}
-			if rest[0] == '}' {
-				rest = rest[1:]
-				break
-			}
-			eq := strings.IndexByte(rest, '=')
-			if eq <= 0 || len(rest) < eq+2 || rest[eq+1] != '"' {
-				return s, false
-			}
-			key := strings.TrimSpace(rest[:eq])
-			rest = rest[eq+2:]
-			var val strings.Builder
-			closed := false
-			for j := 0; j < len(rest); j++ {
-				c := rest[j]
-				if c == '\\' && j+1 < len(rest) {
-					j++
-					switch rest[j] {
-					case 'n':
-						val.WriteByte('\n')
-					default:
-						val.WriteByte(rest[j])
-					}
-					continue
-				}
-				if c == '"' {
-					rest = rest[j+1:]
-					closed = true
-					break
-				}
-				val.WriteByte(c)
-			}
-			if !closed {
-				return s, false
-			}
-			s.Labels[key] = val.String()
+	for _, s := range f.GetMetric() {
+		if hasLabels(s, match) {
+			fn(s)
 		}
 	}
-	fields := strings.Fields(rest)
-	if len(fields) == 0 {
-		return s, false
-	}
-	v, err := strconv.ParseFloat(fields[0], 64)
-	if err != nil {
-		return s, false
-	}
-	s.Value = v
-	return s, true
 }
 
-func matches(s sample, name string, match map[string]string) bool {
-	if s.Name != name {
-		return false
-	}
-	for k, v := range match {
-		if s.Labels[k] != v {
-			return false
+func hasLabels(s *dto.Metric, match map[string]string) bool {
+	found := 0
+	for _, l := range s.GetLabel() {
+		if v, ok := match[l.GetName()]; ok {
+			if v != l.GetValue() {
+				return false
+			}
+			found++
 		}
 	}
-	return true
+	return found == len(match)
+}
+
+func label(s *dto.Metric, name string) string {
+	for _, l := range s.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+// value is a counter's, gauge's or untyped sample's value.
+func value(s *dto.Metric) float64 {
+	switch {
+	case s.Counter != nil:
+		return s.Counter.GetValue()
+	case s.Gauge != nil:
+		return s.Gauge.GetValue()
+	default:
+		return s.GetUntyped().GetValue()
+	}
 }
 
 // sum adds the samples named name whose labels include match.
 func (m metrics) sum(name string, match map[string]string) float64 {
 	t := 0.0
-	for _, s := range m {
-		if matches(s, name, match) {
-			t += s.Value
-		}
-	}
+	m.each(name, match, func(s *dto.Metric) { t += value(s) })
 	return t
 }
 
@@ -130,16 +80,13 @@ func (m metrics) sum(name string, match map[string]string) float64 {
 // values of the labels by (joined with " ").
 func (m metrics) sumBy(name string, match map[string]string, by ...string) map[string]float64 {
 	out := map[string]float64{}
-	for _, s := range m {
-		if !matches(s, name, match) {
-			continue
-		}
+	m.each(name, match, func(s *dto.Metric) {
 		parts := make([]string, len(by))
 		for i, l := range by {
-			parts[i] = s.Labels[l]
+			parts[i] = label(s, l)
 		}
-		out[strings.Join(parts, " ")] += s.Value
-	}
+		out[strings.Join(parts, " ")] += value(s)
+	})
 	return out
 }
 
@@ -159,28 +106,23 @@ type histogram struct {
 // histDelta returns the observations of histogram name (labels including match)
 // made between the scrapes before and after. A nil before means since the start.
 func histDelta(before, after metrics, name string, match map[string]string) histogram {
-	collect := func(m metrics) map[float64]float64 {
+	var h histogram
+	collect := func(m metrics, sign float64) map[float64]float64 {
 		out := map[float64]float64{}
-		for _, s := range m {
-			if !matches(s, name+"_bucket", match) {
-				continue
+		m.each(name, match, func(s *dto.Metric) {
+			for _, b := range s.GetHistogram().GetBucket() {
+				out[b.GetUpperBound()] += float64(b.GetCumulativeCount())
 			}
-			le, err := strconv.ParseFloat(s.Labels["le"], 64)
-			if err != nil {
-				continue
-			}
-			out[le] += s.Value
-		}
+			h.Sum += sign * s.GetHistogram().GetSampleSum()
+			h.Count += sign * float64(s.GetHistogram().GetSampleCount())
+		})
 		return out
 	}
-	b, a := collect(before), collect(after)
-	var h histogram
+	b, a := collect(before, -1), collect(after, 1)
 	for le, c := range a {
 		h.Buckets = append(h.Buckets, bucket{LE: le, Count: c - b[le]})
 	}
 	sort.Slice(h.Buckets, func(i, j int) bool { return h.Buckets[i].LE < h.Buckets[j].LE })
-	h.Sum = after.sum(name+"_sum", match) - before.sum(name+"_sum", match)
-	h.Count = after.sum(name+"_count", match) - before.sum(name+"_count", match)
 	return h
 }
 

@@ -13,6 +13,7 @@ workqueue_depth{controller="serviceaccount",name="serviceaccount"} 1
 rest_client_requests_total{code="200",host="127.0.0.1:6443",method="PATCH"} 10
 rest_client_requests_total{code="200",host="127.0.0.1:6443",method="GET"} 4
 weird{msg="a \"quoted\", comma},brace"} 2.5e+00
+# TYPE h histogram
 h_bucket{name="instance",le="0.01"} 10
 h_bucket{name="instance",le="0.1"} 10
 h_bucket{name="instance",le="1"} 10
@@ -21,16 +22,17 @@ h_sum{name="instance"} 0.05
 h_count{name="instance"} 10
 `
 
-const scrapeB = `workqueue_depth{controller="instance",name="instance"} 0
-rest_client_requests_total{code="200",host="127.0.0.1:6443",method="PATCH"} 70
-rest_client_requests_total{code="409",host="127.0.0.1:6443",method="PATCH"} 2
-rest_client_requests_total{code="200",host="127.0.0.1:6443",method="GET"} 4
+const scrapeB = `# TYPE h histogram
 h_bucket{name="instance",le="0.01"} 10
 h_bucket{name="instance",le="0.1"} 60
 h_bucket{name="instance",le="1"} 110
 h_bucket{name="instance",le="+Inf"} 110
 h_sum{name="instance"} 30.05
 h_count{name="instance"} 110
+workqueue_depth{controller="instance",name="instance"} 0
+rest_client_requests_total{code="200",host="127.0.0.1:6443",method="PATCH"} 70
+rest_client_requests_total{code="409",host="127.0.0.1:6443",method="PATCH"} 2
+rest_client_requests_total{code="200",host="127.0.0.1:6443",method="GET"} 4
 `
 
 func mustParse(t *testing.T, s string) metrics {

@@ -26,6 +26,7 @@ import (
 
 	"go.uber.org/zap/zapcore"
 
+	"github.com/slugway/slugway/kubeclient"
 	"github.com/slugway/slugway/manager"
 )
 
@@ -121,7 +122,11 @@ func StartWith(o Options) (*Env, error) {
 			}
 		}
 		env.ControlPlane.Etcd = &envtest.Etcd{DataDir: etcdDir}
-		env.ControlPlane.APIServer = &envtest.APIServer{CertDir: certDir, SecurePort: o.APIServerPort}
+		env.ControlPlane.APIServer = &envtest.APIServer{CertDir: certDir}
+		if o.APIServerPort != 0 {
+			env.ControlPlane.APIServer.SecureServing.Address = "127.0.0.1"
+			env.ControlPlane.APIServer.SecureServing.Port = strconv.Itoa(o.APIServerPort)
+		}
 	}
 	if webhooks {
 		env.WebhookInstallOptions = envtest.WebhookInstallOptions{Paths: []string{filepath.Join(root, "config", "webhook")}}
@@ -130,7 +135,7 @@ func StartWith(o Options) (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting envtest: %w", err)
 	}
-	c, err := client.New(cfg, client.Options{Scheme: manager.Scheme()})
+	c, err := client.New(cfg, client.Options{Scheme: kubeclient.Scheme()})
 	if err != nil {
 		_ = env.Stop()
 		return nil, err

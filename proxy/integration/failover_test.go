@@ -158,6 +158,30 @@ func metricsText(t testing.TB, p *proxy.Proxy) string {
 	return string(b)
 }
 
+// waitMetrics waits until the proxy's metrics hold every want (a request is
+// recorded after its response went out, so a client may read it first).
+func waitMetrics(t testing.TB, p *proxy.Proxy, wants ...string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m := metricsText(t, p)
+		missing := ""
+		for _, w := range wants {
+			if !strings.Contains(m, w) {
+				missing = w
+				break
+			}
+		}
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics lack %q after 10 s:\n%s", missing, grep(m, "slugway_proxy"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func grep(s, sub string) string {
 	var out []string
 	for _, l := range strings.Split(s, "\n") {

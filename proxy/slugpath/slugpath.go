@@ -17,7 +17,7 @@ var (
 	ErrNotOrigin   = &Error{400, "the request target must be a path starting with /"}
 	ErrEncodedSlug = &Error{400, "the slug segment must not be percent-encoded"}
 	ErrBadSlug     = &Error{400, "malformed slug: a slug is a lowercase DNS label (a-z, 0-9 and '-', at most 63 characters)"}
-	ErrDotSegment  = &Error{400, "the path must not contain '.' or '..' segments, plain or percent-encoded"}
+	ErrDotSegment  = &Error{400, "the path must not contain '.' or '..' segments, plain or percent-encoded, also not followed by ';' path parameters ('..;')"}
 	ErrBadEscape   = &Error{400, "malformed percent-encoding in the path"}
 	ErrControl     = &Error{400, "control characters are not allowed in the path"}
 )
@@ -63,7 +63,14 @@ func checkSlug(s string) *Error {
 			return ErrEncodedSlug
 		}
 	}
-	if s == "." || s == ".." {
+	name := s
+	for i := 0; i < len(s); i++ {
+		if s[i] == ';' {
+			name = s[:i]
+			break
+		}
+	}
+	if name == "." || name == ".." {
 		return ErrDotSegment
 	}
 	if len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
@@ -83,8 +90,10 @@ func checkSlug(s string) *Error {
 // to a path outside its prefix.
 func checkRest(p string) *Error {
 	// A segment ends at '/', and also at "%2F", '\\' and "%5C", which some servers
-	// decode or treat as '/' before resolving dot segments.
-	dots, other := 0, false
+	// decode or treat as '/' before resolving dot segments. Its name ends at ';'
+	// (or "%3B"): Tomcat, Jetty and Spring strip path parameters before resolving
+	// dot segments, so "..;", ".;" and "..;jsessionid=x" are ".." and "." to them.
+	dots, other, params := 0, false, false
 	for i := 0; i <= len(p); i++ {
 		sep := i == len(p) || p[i] == '/' || p[i] == '\\'
 		if !sep && p[i] == '%' {
@@ -96,6 +105,8 @@ func checkRest(p string) *Error {
 				dots++
 			case "2f", "2F", "5c", "5C":
 				sep = true
+			case "3b", "3B":
+				params = true
 			default:
 				other = true
 			}
@@ -104,17 +115,25 @@ func checkRest(p string) *Error {
 			switch c := p[i]; {
 			case c < 0x20 || c == 0x7f:
 				return ErrControl
+			case c == ';':
+				params = true
 			case c == '.':
 				dots++
 			default:
 				other = true
 			}
 		}
-		if sep {
+		if params || sep {
 			if !other && (dots == 1 || dots == 2) {
 				return ErrDotSegment
 			}
-			dots, other = 0, false
+			if params && !sep {
+				// The rest of the segment is parameters: skip to its end (still
+				// checking escapes and control bytes).
+				other, params = true, false
+				continue
+			}
+			dots, other, params = 0, false, false
 		}
 	}
 	return nil

@@ -54,6 +54,39 @@ func TestParse(t *testing.T) {
 		{target: "/svc/x\\..", err: ErrDotSegment},
 		{target: "/svc/x%5c%2e", err: ErrDotSegment},
 		{target: "/svc/a\x00b", err: ErrControl},
+		// Dot segments behind path parameters: Tomcat, Jetty and Spring drop
+		// ";..." from a segment before resolving dots, so these are ".." and ".".
+		{target: "/svc/..;/x", err: ErrDotSegment},
+		{target: "/svc/..;/..;/x", err: ErrDotSegment},
+		{target: "/svc/.;/x", err: ErrDotSegment},
+		{target: "/svc/..;", err: ErrDotSegment},
+		{target: "/svc/x/..;jsessionid=abc/y", err: ErrDotSegment},
+		{target: "/svc/..;a=b;c=d", err: ErrDotSegment},
+		{target: "/svc/%2e%2e;/x", err: ErrDotSegment},
+		{target: "/svc/%2E%2E;/x", err: ErrDotSegment},
+		{target: "/svc/%2E.;/x", err: ErrDotSegment},
+		{target: "/svc/.%2e;x/y", err: ErrDotSegment},
+		{target: "/svc/..%3b/x", err: ErrDotSegment},
+		{target: "/svc/..%3B/x", err: ErrDotSegment},
+		{target: "/svc/%2e%3b/x", err: ErrDotSegment},
+		{target: "/svc/..;\\x", err: ErrDotSegment},
+		{target: "/svc/..;%2Fx", err: ErrDotSegment},
+		{target: "/svc/..;?x", err: ErrDotSegment},
+		{target: "/..;/svc/x", err: ErrDotSegment},
+		{target: "/.;/svc/x", err: ErrDotSegment},
+		{target: "/svc;x/y", err: ErrBadSlug},
+		{target: "/svc/..;%zz", err: ErrDotSegment},
+		{target: "/svc/x;%zz", err: ErrBadEscape},
+		{target: "/svc/x;a\x01", err: ErrControl},
+		// Parameters that are not behind a dot segment are the instance's business.
+		{target: "/svc/a;b/c", slug: "svc", path: "/svc/a;b/c"},
+		{target: "/svc/x;..", slug: "svc", path: "/svc/x;.."},
+		{target: "/svc/x;../y", slug: "svc", path: "/svc/x;../y"},
+		{target: "/svc/;../y", slug: "svc", path: "/svc/;../y"},
+		{target: "/svc/...;/y", slug: "svc", path: "/svc/...;/y"},
+		{target: "/svc/a.;/y", slug: "svc", path: "/svc/a.;/y"},
+		{target: "/svc/;/y", slug: "svc", path: "/svc/;/y"},
+		{target: "/svc/x;jsessionid=1?a=..;", slug: "svc", path: "/svc/x;jsessionid=1", query: "a=..;", hasQuery: true},
 		{target: "/svc/a\x7fb", err: ErrControl},
 	} {
 		slug, path, query, hasQuery, err := Parse(tc.target)
@@ -74,7 +107,7 @@ func TestParseAllocatesNothing(t *testing.T) {
 // a DNS label, the path is a prefix of the target beginning with "/<slug>", the
 // target is path + ["?" + query], and no accepted path resolves a dot segment.
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{"/svc/hello?a=1&a=2", "/a%2Fb", "/svc/%2e%2e/x", "/svc/..", "//", "/svc/a%2Fb%20c", "*", "http://h/x"} {
+	for _, s := range []string{"/svc/hello?a=1&a=2", "/a%2Fb", "/svc/%2e%2e/x", "/svc/..", "//", "/svc/a%2Fb%20c", "*", "http://h/x", "/svc/..;/x", "/svc/%2E%2e%3Bjsessionid=1/x", "/svc/x;../y"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, target string) {
@@ -105,8 +138,10 @@ func FuzzParse(f *testing.F) {
 		if uerr != nil {
 			t.Fatalf("accepted a path with bad escapes: %q", path)
 		}
-		// Decoded, with '\\' read as '/', no segment may be a dot segment.
+		// Decoded, with '\\' read as '/' and path parameters dropped as Tomcat
+		// does (";..." up to the segment's end), no segment may be a dot segment.
 		for _, seg := range strings.Split(strings.ReplaceAll(dec, "\\", "/"), "/") {
+			seg, _, _ = strings.Cut(seg, ";")
 			if seg == "." || seg == ".." {
 				t.Fatalf("accepted a dot segment in %q", path)
 			}

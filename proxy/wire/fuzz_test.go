@@ -61,6 +61,10 @@ func FuzzParseRequest(f *testing.F) {
 		"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
 		"GET / HTTP/1.1\nHost: a\n\n",
 		"\r\nGET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /x HTTP/1.1\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -76,15 +80,22 @@ func FuzzParseRequest(f *testing.F) {
 		checkHeadLength(t, data, n, func(b []byte, max int) (int, error) {
 			var r2 wire.Request
 			n, err := wire.ParseRequest(b, max, &r2)
-			if err == nil && r2.Unusual != r.Unusual {
+			if err == nil && (r2.Unusual != r.Unusual || r2.Reject != r.Reject) {
 				t.Fatalf("verdict changed: %q, then %q", r.Unusual, r2.Unusual)
 			}
 			return n, err
 		})
+		head := data[:n]
+		if r.Reject != nil {
+			if r.Unusual != r.Reject.Reason {
+				t.Fatalf("Reject %v with Unusual %q", r.Reject, r.Unusual)
+			}
+			return
+		}
+		checkUnambiguous(t, head)
 		if r.Unusual != "" {
 			return
 		}
-		head := data[:n]
 
 		// Plain: CRLF line endings only, ending in the blank line.
 		if !bytes.HasSuffix(head, []byte("\r\n\r\n")) || bytes.Count(head, []byte("\n")) != bytes.Count(head, []byte("\r\n")) {
@@ -147,6 +158,40 @@ func FuzzParseRequest(f *testing.F) {
 	})
 }
 
+// checkUnambiguous checks, by other means than the parser, that a head it did
+// not refuse has none of what makes framing ambiguous: NUL, CR without LF, LF
+// without CR (after the leading blank lines), obs-fold, more than one
+// Content-Length, Content-Length with Transfer-Encoding.
+func checkUnambiguous(t *testing.T, head []byte) {
+	t.Helper()
+	if bytes.IndexByte(head, 0) >= 0 {
+		t.Fatalf("not refused, with a NUL: %q", head)
+	}
+	body := bytes.TrimLeft(head, "\r\n")
+	if bytes.Count(body, []byte("\r")) != bytes.Count(body, []byte("\r\n")) || bytes.Count(body, []byte("\n")) != bytes.Count(body, []byte("\r\n")) {
+		t.Fatalf("not refused, with a bare CR or LF: %q", head)
+	}
+	cl, te := 0, false
+	for i, l := range strings.Split(string(body), "\r\n") {
+		if i == 0 || l == "" {
+			continue
+		}
+		if l[0] == ' ' || l[0] == '\t' {
+			t.Fatalf("not refused, with obs-fold: %q", head)
+		}
+		name, _, _ := strings.Cut(l, ":")
+		switch strings.ToLower(name) {
+		case "content-length":
+			cl++
+		case "transfer-encoding":
+			te = true
+		}
+	}
+	if cl > 1 || cl > 0 && te {
+		t.Fatalf("not refused: %d Content-Length, Transfer-Encoding %v: %q", cl, te, head)
+	}
+}
+
 func FuzzParseResponse(f *testing.F) {
 	for _, s := range []string{
 		typicalResponse + "body",
@@ -160,6 +205,9 @@ func FuzzParseResponse(f *testing.F) {
 		"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
 		"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+		"HTTP/1.1 200 O\rK\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nX: a\x00\r\n\r\n",
+		"HTTP/1.1 204 No Content\r\nContent-Length: 7\r\nTransfer-Encoding: chunked\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -190,6 +238,12 @@ func FuzzParseResponse(f *testing.F) {
 		}
 		if r.Chunked != (r.ContentLength == -1 && r.Chunked) {
 			t.Fatalf("Chunked with ContentLength %d", r.ContentLength)
+		}
+		if wire.NoBody(r.Status) && (r.ContentLength != 0 || r.Chunked) {
+			t.Fatalf("status %d with ContentLength %d Chunked %v", r.Status, r.ContentLength, r.Chunked)
+		}
+		if bytes.IndexByte(head, 0) >= 0 || strings.ContainsAny(r.Reason, "\r\n\x00") {
+			t.Fatalf("accepted a head with control bytes: %q (reason %q)", head, r.Reason)
 		}
 
 		br := bufio.NewReader(bytes.NewReader(head))

@@ -122,7 +122,7 @@ func TestImpostorDeniedOnEveryWritePath(t *testing.T) {
 			return mallory.Status().Patch(ctx, fresh(), client.RawPatch(types.MergePatchType, heartbeat))
 		}, []string{notAlices, "may write the status of"}},
 		{"status server-side apply", func() error {
-			body := fmt.Sprintf(`{"apiVersion":"slugway.io/v1alpha1","kind":"Instance","metadata":{"name":"skeleton-1","namespace":"team-a"},"status":{"status":"Healthy"}}`)
+			body := `{"apiVersion":"slugway.io/v1alpha1","kind":"Instance","metadata":{"name":"skeleton-1","namespace":"team-a"},"status":{"status":"Healthy"}}`
 			return mallory.Status().Patch(ctx, fresh(), client.RawPatch(types.ApplyPatchType, []byte(body)), client.FieldOwner("mallory"), client.ForceOwnership)
 		}, []string{notAlices, "may write the status of"}},
 		{"delete", func() error {

@@ -24,6 +24,7 @@ import (
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
 	"github.com/slugway/slugway/internal/testenv"
+	"github.com/slugway/slugway/kubeclient"
 	"github.com/slugway/slugway/manager"
 	"github.com/slugway/slugway/netguard"
 )
@@ -75,7 +76,7 @@ func run(m *testing.M) (int, error) {
 			return 0, err
 		}
 		cfg.QPS, cfg.Burst = 200, 400 // client-side throttling would only slow the tests down
-		if *u.c, err = client.New(cfg, client.Options{Scheme: manager.Scheme()}); err != nil {
+		if *u.c, err = client.New(cfg, client.Options{Scheme: kubeclient.Scheme()}); err != nil {
 			return 0, err
 		}
 	}

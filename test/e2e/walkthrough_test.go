@@ -12,8 +12,11 @@ import (
 	"github.com/slugway/slugway/test/harness"
 )
 
-// The seed's walkthrough: skeleton-svc registers itself; the proxy routes to it; kubectl shows it.
-func TestWalkthrough(t *testing.T) {
+// walkthroughReady waits for the walkthrough's end state: skeleton-svc registered,
+// its instance Healthy, and the proxy routing to it. Tests that start from that
+// state call it; none depends on another test having run first.
+func walkthroughReady(t *testing.T) {
+	t.Helper()
 	harness.Eventually(t, 60*time.Second, func() error {
 		code, body, err := harness.Get(c.ProxyURL + "/skeleton-svc/hello")
 		if err != nil {
@@ -22,8 +25,17 @@ func TestWalkthrough(t *testing.T) {
 		if code != http.StatusOK || strings.Join(strings.Fields(body), "") != `{"hello":"world"}` {
 			return fmt.Errorf("HTTP %d %q", code, body)
 		}
+		row := harness.FindRow(c.KubectlTable(t, "admin", "instances", "-A"), "OWNER SLUG", "skeleton-svc")
+		if row == nil || row["STATUS"] != "Healthy" {
+			return fmt.Errorf("skeleton-svc's instance: %v", row)
+		}
 		return nil
 	})
+}
+
+// The seed's walkthrough: skeleton-svc registers itself; the proxy routes to it; kubectl shows it.
+func TestWalkthrough(t *testing.T) {
+	walkthroughReady(t)
 	rows := c.KubectlTable(t, "admin", "instances", "-A")
 	row := harness.FindRow(rows, "OWNER SLUG", "skeleton-svc")
 	if row == nil {
@@ -70,7 +82,7 @@ spec:
 
 // A second identity cannot add, edit or delete the slug's instances; an admin can.
 func TestOwnership(t *testing.T) {
-	TestWalkthrough(t) // the skeleton's instance must exist
+	walkthroughReady(t) // the skeleton's instance must exist
 	name := skeletonInstance(t)
 
 	out, err := c.KubectlIn("mallory", mallorysInstance, "apply", "-f", "-")
@@ -161,7 +173,7 @@ spec:
 
 // Kill the backend: Unreachable and 503; restart it: Healthy and routed again.
 func TestBackendKilledAndRestarted(t *testing.T) {
-	TestWalkthrough(t)
+	walkthroughReady(t)
 	c.Skeleton.Kill() // no graceful deregistration: the controller must notice
 	harness.Eventually(t, 60*time.Second, func() error {
 		row := harness.FindRow(c.KubectlTable(t, "admin", "instances", "-A"), "OWNER SLUG", "skeleton-svc")
@@ -181,7 +193,7 @@ func TestBackendKilledAndRestarted(t *testing.T) {
 	if err := c.StartSkeleton(); err != nil {
 		t.Fatal(err)
 	}
-	TestWalkthrough(t)
+	walkthroughReady(t)
 	rows := c.KubectlTable(t, "admin", "instances", "-A")
 	n := 0
 	for _, r := range rows {
@@ -271,7 +283,7 @@ spec:
 
 // Restarting the controller loses nothing: the same instances, still Healthy, still routed.
 func TestControllerRestart(t *testing.T) {
-	TestWalkthrough(t)
+	walkthroughReady(t)
 	before := c.KubectlTable(t, "admin", "instances", "-A")
 	if err := c.Controller.Stop(15 * time.Second); err != nil {
 		t.Fatal(err)
@@ -291,5 +303,5 @@ func TestControllerRestart(t *testing.T) {
 			t.Errorf("instance %s: %v before, %v after", b["ID"], b, a)
 		}
 	}
-	TestWalkthrough(t)
+	walkthroughReady(t)
 }

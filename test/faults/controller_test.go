@@ -21,10 +21,22 @@ import (
 )
 
 // Kill the controller while it is bringing 30 new instances up, start it again: every
-// instance converges to Healthy, and each has a handful of Events, not a storm.
+// instance converges to Healthy, and each has a handful of Events, not a storm. Half
+// of the instances fail their probes until the kill, so however fast the machine,
+// the controller dies with work left: the test asserts that it did.
 func TestControllerKilledMidWork(t *testing.T) {
 	const n = 30
-	srv := okServer(t, "ok")
+	var held atomic.Bool // instances n/2 and up answer 503 until the controller is dead
+	held.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var i int
+		if _, err := fmt.Sscanf(r.URL.Path, "/i%d", &i); err == nil && i >= n/2 && held.Load() {
+			http.Error(w, "not up yet", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	}))
+	t.Cleanup(srv.Close)
 	manifest := "apiVersion: slugway.io/v1alpha1\nkind: ServiceAccount\nmetadata:\n  name: midwork\n"
 	for i := range n {
 		manifest += fmt.Sprintf("---\napiVersion: slugway.io/v1alpha1\nkind: Instance\nmetadata:\n  name: midwork-%d\n  namespace: default\nspec:\n  slug: midwork\n  url: %s/i%d\n  healthCheck:\n    interval: 1s\n    timeout: 500ms\n", i, srv.URL, i)
@@ -32,14 +44,28 @@ func TestControllerKilledMidWork(t *testing.T) {
 	if out, err := c.KubectlIn("root", manifest, "apply", "-f", "-"); err != nil {
 		t.Fatalf("kubectl apply: %v\n%s", err, out)
 	}
-	c.Controller.Kill() // mid-work: right after the creates, before most first probes were written
-	healthy := 0
-	for _, r := range c.KubectlTable(t, "admin", "instances", "-n", "default") {
-		if r["OWNER SLUG"] == "midwork" && r["STATUS"] == "Healthy" {
-			healthy++
+	countHealthy := func() (healthy int) {
+		for _, r := range c.KubectlTable(t, "admin", "instances", "-n", "default") {
+			if r["OWNER SLUG"] == "midwork" && r["STATUS"] == "Healthy" {
+				healthy++
+			}
 		}
+		return healthy
 	}
+	// Mid-work: the controller has begun (an instance is Healthy), and has not finished.
+	harness.Eventually(t, 30*time.Second, func() error {
+		if countHealthy() == 0 {
+			return fmt.Errorf("no midwork instance Healthy yet")
+		}
+		return nil
+	})
+	c.Controller.Kill()
+	healthy := countHealthy() // the dead controller writes no more
 	t.Logf("%d of %d instances were Healthy when the controller was killed", healthy, n)
+	if healthy == 0 || healthy > n/2 {
+		t.Fatalf("%d of %d instances Healthy at the kill; want some, and none of the %d still held back: the kill did not come mid-work", healthy, n, n-n/2)
+	}
+	held.Store(false)
 	var err error
 	if c.Controller, err = c.StartController(); err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package helm_test
 import (
 	"bytes"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/pem"
 	"os"
 	"path/filepath"
@@ -509,13 +508,4 @@ func TestRenderedManifestsPassServerDryRun(t *testing.T) {
 			t.Errorf("HA dry-run did not include the HPA:\n%s", out)
 		}
 	}
-}
-
-func decodeB64(t *testing.T, s string) []byte {
-	t.Helper()
-	b, err := base64.StdEncoding.DecodeString(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

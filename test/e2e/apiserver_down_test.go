@@ -8,10 +8,10 @@ import (
 	"github.com/slugway/slugway/test/harness"
 )
 
-// Stop the apiserver: the proxy keeps serving from its last route table.
-// (File name sorts last: go test runs tests in source order, and this one ends the control plane.)
-func TestZZAPIServerDownProxyKeepsServing(t *testing.T) {
-	TestWalkthrough(t)
+// Stop the apiserver: the proxy keeps serving from its last route table. This ends
+// the control plane, so TestMain runs it after every other test (see lastTest).
+func TestAPIServerDownProxyKeepsServing(t *testing.T) {
+	walkthroughReady(t)
 	if err := c.Env.KillAPIServer(); err != nil {
 		t.Fatal(err)
 	}
