@@ -39,6 +39,9 @@ func URLKey(raw string) (string, error) {
 		return "", errors.New("the URL has no host: write it as http://host[:port][/path]")
 	}
 	scheme := strings.ToLower(u.Scheme)
+	if scheme != "http" && scheme != "https" {
+		return "", fmt.Errorf("scheme %q is not http or https", u.Scheme)
+	}
 	host, err := canonicalHost(u.Hostname())
 	if err != nil {
 		return "", err
@@ -77,7 +80,7 @@ func NormalizeURL(raw string) string {
 }
 
 func canonicalHost(h string) (string, error) {
-	h = strings.TrimSuffix(strings.ToLower(h), ".")
+	h = strings.TrimRight(strings.ToLower(h), ".")
 	if h == "" {
 		return "", errors.New("the URL has no host")
 	}

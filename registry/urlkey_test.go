@@ -105,6 +105,8 @@ func TestURLKeyRefuses(t *testing.T) {
 		{"http://127.0.0.1:65536/", "between 1 and 65535"},
 		{"http:///path", "no host"},
 		{"mailto:a@b", "no host"},
+		{"//0", "not http or https"},
+		{"ftp://h/", "not http or https"},
 	}
 	for _, c := range cases {
 		k, err := URLKey(c.raw)
