@@ -37,6 +37,7 @@ func runController(args []string) error {
 	fs.Float64Var(&o.MaxHeartbeatWrites, "max-heartbeat-writes", manager.DefaultMaxHeartbeatWrites, "lastHeartbeat refreshes per second across all instances at most: with more instances than this × --heartbeat-refresh, the refresh interval stretches to instances ÷ this (-1: no bound)")
 	fs.DurationVar(&o.ExpireAfter, "expire-unreachable-after", 0, "delete instances Unreachable for this long (0: never, the default)")
 	fs.IntVar(&o.ProbeConcurrency, "probe-concurrency", 64, "maximum health probes in flight")
+	fs.IntVar(&o.MaxInstancesPerSlug, "max-instances-per-slug", manager.DefaultMaxInstancesPerSlug, "Instances one slug may have; more are refused at admission (bounds what one owner can put in the controller's and proxy's caches; negative: no limit)")
 	fs.IntVar(&o.Reconcilers, "max-concurrent-reconciles", 4, "Instance reconciles run in parallel")
 	fs.IntVar(&o.HeartbeatWriters, "heartbeat-writers", 8, "lastHeartbeat refreshes written in parallel (each a ~25ms apiserver round trip)")
 	com := bindCommon(fs,
