@@ -90,7 +90,7 @@ e2e: controlplane build ## Run only the end-to-end tests (real binaries as proce
 	go test $(GO_TEST_FLAGS) ./test/e2e/...
 
 .PHONY: bench-proxy
-bench-proxy: controlplane build ## Compare the proxy with nginx and HAProxy under wrk (installs them from Debian if missing).
+bench-proxy: controlplane build ## Compare the proxy with nginx, HAProxy and Caddy under wrk (installs them from Debian if missing).
 	hack/bench-proxy.sh
 
 IMAGE_TAG ?= dev
