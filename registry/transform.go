@@ -28,31 +28,45 @@ func TrimForController(obj any) (any, error) {
 	return obj, nil
 }
 
-// TrimForProxy keeps what the proxy's route table reads (proxy/routes): of an Instance
-// its spec, status (of the conditions only Owned), name, namespace, generation,
-// timestamps and LabelClaimUID; of a ServiceAccount its name, UID and timestamps.
+// TrimForProxy keeps what the proxy reads: the route table (proxy/routes) and the
+// dashboard (proxy/dashboard_source.go). Of an Instance: its spec, status.status,
+// lastHeartbeat, the Owned and Ready conditions (without their messages), name,
+// namespace, generation, timestamps and LabelClaimUID. Of a ServiceAccount: its name,
+// UID, timestamps, spec.displayName and spec.owner (both bounded by the CRD), the
+// instance counts and the Ready condition (without its message).
 func TrimForProxy(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *slugwayv1.Instance:
 		trimMeta(&o.ObjectMeta, true)
 		o.Finalizers, o.OwnerReferences = nil, nil
-		o.Status.LastHeartbeat = nil
-		if c := apimeta.FindStatusCondition(o.Status.Conditions, slugwayv1.ConditionOwned); c != nil {
-			owned := *c
-			owned.Message = ""
-			o.Status.Conditions = []metav1.Condition{owned}
-		} else {
-			o.Status.Conditions = nil
-		}
+		o.Status.Conditions = keepConditions(o.Status.Conditions, slugwayv1.ConditionOwned, slugwayv1.ConditionReady)
 	case *slugwayv1.ServiceAccount:
 		trimMeta(&o.ObjectMeta, false)
 		o.Finalizers, o.OwnerReferences = nil, nil
-		o.Spec = slugwayv1.ServiceAccountSpec{}
-		o.Status = slugwayv1.ServiceAccountStatus{}
+		o.Spec = slugwayv1.ServiceAccountSpec{DisplayName: o.Spec.DisplayName, Owner: o.Spec.Owner}
+		o.Status = slugwayv1.ServiceAccountStatus{
+			Instances:        o.Status.Instances,
+			HealthyInstances: o.Status.HealthyInstances,
+			Conditions:       keepConditions(o.Status.Conditions, slugwayv1.ConditionReady),
+		}
 	case metav1.Object:
 		o.SetManagedFields(nil)
 	}
 	return obj, nil
+}
+
+// keepConditions returns the conditions of the given types, in their order, without
+// their messages (free text that can be long).
+func keepConditions(all []metav1.Condition, types ...string) []metav1.Condition {
+	var kept []metav1.Condition
+	for _, t := range types {
+		if c := apimeta.FindStatusCondition(all, t); c != nil {
+			k := *c
+			k.Message = ""
+			kept = append(kept, k)
+		}
+	}
+	return kept
 }
 
 func trimMeta(m *metav1.ObjectMeta, claimLabel bool) {

@@ -53,10 +53,14 @@ func TestTrimForProxy(t *testing.T) {
 		t.Errorf("instance metadata not trimmed: %+v", inst.ObjectMeta)
 	}
 	c := apimeta.FindStatusCondition(inst.Status.Conditions, slugwayv1.ConditionOwned)
-	if len(inst.Status.Conditions) != 1 || c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != 3 || inst.Status.Status != slugwayv1.HealthHealthy {
+	if c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != 3 || inst.Status.Status != slugwayv1.HealthHealthy {
 		t.Errorf("the route table's fields were trimmed: %+v", inst.Status)
 	}
-	if sa.Spec.DisplayName != "" || sa.Annotations != nil || sa.UID != "u" || sa.Name != "i" {
+	// The dashboard reads Ready (messages dropped) and the slug's display name and owner.
+	if r := apimeta.FindStatusCondition(inst.Status.Conditions, slugwayv1.ConditionReady); len(inst.Status.Conditions) != 2 || r == nil || r.Message != "" {
+		t.Errorf("the dashboard's Ready condition: %+v", inst.Status.Conditions)
+	}
+	if sa.Spec.DisplayName == "" || sa.Spec.Owner != "alice" || sa.Annotations != nil || sa.UID != "u" || sa.Name != "i" {
 		t.Errorf("ServiceAccount: %+v %+v", sa.ObjectMeta, sa.Spec)
 	}
 }
