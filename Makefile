@@ -47,13 +47,18 @@ verify: ## Fail if generated files are stale, code is not gofmt'ed, a binary is 
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 
 .PHONY: controlplane
-controlplane: ## Build kube-apiserver, etcd, kubectl, kube-controller-manager and helm into bin/ (skipped when present).
+controlplane: ## Build kube-apiserver, etcd, kubectl, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and helm into bin/ (skipped when present).
 	hack/controlplane.sh >/dev/null
 
 .PHONY: test
-test: controlplane verify vet ## Run every test against a real kube-apiserver and etcd, then each fuzzer briefly.
-	go test $(GO_TEST_FLAGS) ./...
+test: controlplane verify vet ## Run every test against a real kube-apiserver and etcd, the node suite where the machine allows it, then each fuzzer briefly.
+	go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v '/test/node$$')
+	$(MAKE) --no-print-directory test-node
 	$(MAKE) --no-print-directory fuzz
+
+.PHONY: test-node
+test-node: controlplane ## Run only the node suite (test/node): slugway on a real single-node cluster (root; skips with the reason otherwise).
+	go test $(GO_TEST_FLAGS) -v ./test/node/
 
 FUZZTIME ?= 10s
 .PHONY: fuzz
@@ -85,8 +90,21 @@ e2e: controlplane build ## Run only the end-to-end tests (real binaries as proce
 	go test $(GO_TEST_FLAGS) ./test/e2e/...
 
 .PHONY: bench-proxy
-bench-proxy: controlplane build ## Compare the proxy with nginx and HAProxy under wrk (installs them from Debian if missing).
+bench-proxy: controlplane build ## Compare the proxy with nginx, HAProxy and Caddy under wrk (installs them from Debian if missing).
 	hack/bench-proxy.sh
+
+IMAGE_TAG ?= dev
+.PHONY: image
+image: ## Build the slugway, example and pause images without Docker: docker archives in bin/images (IMAGE_TAG, default dev).
+	go run ./hack/image -out $(BIN)/images -tag $(IMAGE_TAG)
+
+.PHONY: cluster
+cluster: controlplane ## A real local single-node cluster, no Docker or kind (root; installs containerd, runc and the CNI plugins from Debian). Stop it with `make cluster-down`.
+	hack/node.sh up
+
+.PHONY: cluster-down
+cluster-down: ## Stop what `make cluster` started and restore the host.
+	hack/node.sh down
 
 IMG ?= slugway:dev
 .PHONY: docker-build

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"os"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/slugway/slugway/manager"
 	"github.com/slugway/slugway/registry"
+	"github.com/slugway/slugway/tracing"
 )
 
 // runController is "slugway controller": flags in, manager.New, run until signalled.
@@ -35,11 +37,14 @@ func runController(args []string) error {
 	fs.Float64Var(&o.MaxHeartbeatWrites, "max-heartbeat-writes", manager.DefaultMaxHeartbeatWrites, "lastHeartbeat refreshes per second across all instances at most: with more instances than this × --heartbeat-refresh, the refresh interval stretches to instances ÷ this (-1: no bound)")
 	fs.DurationVar(&o.ExpireAfter, "expire-unreachable-after", 0, "delete instances Unreachable for this long (0: never, the default)")
 	fs.IntVar(&o.ProbeConcurrency, "probe-concurrency", 64, "maximum health probes in flight")
+	fs.IntVar(&o.MaxInstancesPerSlug, "max-instances-per-slug", manager.DefaultMaxInstancesPerSlug, "Instances one slug may have; more are refused at admission (bounds what one owner can put in the controller's and proxy's caches; negative: no limit)")
 	fs.IntVar(&o.Reconcilers, "max-concurrent-reconciles", 4, "Instance reconciles run in parallel")
 	fs.IntVar(&o.HeartbeatWriters, "heartbeat-writers", 8, "lastHeartbeat refreshes written in parallel (each a ~25ms apiserver round trip)")
 	com := bindCommon(fs,
 		"comma-separated CIDRs instance URLs may not reach, checked at admission and at every probe's dial after DNS resolution (the SSRF guard)",
 		"let instance URLs reach loopback addresses (127.0.0.0/8, ::1); for local development only")
+	var traceOpts tracing.Options
+	tracing.BindFlags(fs, &traceOpts)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -51,6 +56,14 @@ func runController(args []string) error {
 	o.CheckURL, o.Dial = guard.CheckURL, guard.DialContext
 
 	ctx := ctrl.SetupSignalHandler()
+	traceOpts.ServiceName = "slugway-controller"
+	tr, err := tracing.New(ctx, traceOpts, "github.com/slugway/slugway/controller")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tr.Shutdown(context.Background()) }() // exports the spans still buffered
+	tr.SetGlobal()                                           // probes' spans (package health)
+	cfg.Wrap(tr.StatusWrites)                                // status writes' spans
 	mgr, err := manager.New(ctx, cfg, o)
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"net/netip"
@@ -9,18 +10,20 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/slugway/slugway/proxy"
+	"github.com/slugway/slugway/tracing"
 )
 
 // runProxy is "slugway proxy": flags in, proxy.Run, until signalled; see the proxy package.
 func runProxy(args []string) error {
 	fs := flag.NewFlagSet("slugway proxy", flag.ContinueOnError)
 	o := proxy.Options{}
-	var trusted, upgrades string
+	var trusted, upgrades, hostDomains string
 	fs.StringVar(&o.Listen, "listen", ":8080", "address for traffic: HTTP/1.1 and h2c (HTTP/2 with prior knowledge)")
 	fs.StringVar(&o.TLSListen, "tls-listen", ":8443", "address for HTTPS traffic (HTTP/1.1 and HTTP/2), used when --tls-cert-file and --tls-key-file are set")
 	fs.StringVar(&o.TLSCertFile, "tls-cert-file", "", "PEM certificate (chain) for HTTPS")
 	fs.StringVar(&o.TLSKeyFile, "tls-key-file", "", "PEM private key for HTTPS")
 	fs.StringVar(&o.AdminListen, "admin-listen", ":9080", "address of /healthz, /readyz and /metrics")
+	fs.StringVar(&hostDomains, "host-domains", "", "comma-separated domains whose hosts <slug>.<domain> are routed to <slug> by host name (Host, :authority, TLS server name), paths unchanged; other hosts keep path routing (default: none)")
 	fs.StringVar(&trusted, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-*, Forwarded, X-Real-IP and other client-identity headers are kept (default: none; from other peers they are removed or replaced, see docs/security.md)")
 	fs.StringVar(&upgrades, "allowed-upgrades", "websocket", "comma-separated protocols an HTTP/1.1 Upgrade may switch to (never h2c); other upgrades are forwarded as plain requests, without Upgrade")
 	fs.IntVar(&o.MaxConnsPerInstance, "max-conns-per-instance", 0, "most connections (requests in flight) to one instance; over it, 503 with Retry-After (0: no cap)")
@@ -43,6 +46,9 @@ func runProxy(args []string) error {
 	fs.BoolVar(&o.AccessLog, "access-log", false, "log one line per request")
 	fs.BoolVar(&o.NetHTTPOnly, "net-http-only", false, "serve every plain connection with Go's net/http server, turning off the fast HTTP/1.1 front end (for comparison, or if it misbehaves)")
 	fs.BoolVar(&o.Pprof, "pprof", false, "serve /debug/pprof/ on the admin address")
+	fs.BoolVar(&o.Dashboard, "dashboard", false, "serve the live dashboard at /dashboard/ on the admin address (it shows instance URLs: keep the admin port internal)")
+	var traceOpts tracing.Options
+	tracing.BindFlags(fs, &traceOpts)
 	com := bindCommon(fs,
 		"comma-separated CIDRs the proxy never connects to, checked on every dial after DNS resolution (the SSRF guard; keep it equal to the controller's)",
 		"let the proxy connect to instances on loopback addresses (127.0.0.0/8, ::1); for local development only")
@@ -60,6 +66,7 @@ func runProxy(args []string) error {
 		}
 		o.TrustedProxies = append(o.TrustedProxies, p.Masked())
 	}
+	o.HostDomains = splitList(hostDomains)
 	o.AllowedUpgrades = splitList(upgrades)
 	if o.AllowedUpgrades == nil {
 		o.AllowedUpgrades = []string{} // none allowed (nil would mean the default)
@@ -72,6 +79,11 @@ func runProxy(args []string) error {
 	o.Logger = ctrl.Log.WithName("proxy")
 
 	ctx := ctrl.SetupSignalHandler()
-	o.Logger.Info("starting proxy", "version", version)
+	traceOpts.ServiceName = "slugway-proxy"
+	if o.Tracing, err = tracing.New(ctx, traceOpts, "github.com/slugway/slugway/proxy"); err != nil {
+		return err
+	}
+	defer func() { _ = o.Tracing.Shutdown(context.Background()) }() // exports the spans still buffered
+	o.Logger.Info("starting proxy", "version", version, "tracing", o.Tracing != nil)
 	return proxy.Run(ctx, cfg, o)
 }

@@ -90,13 +90,14 @@ func claim(t *testing.T, slug string) *slugwayv1.ServiceAccount {
 
 func ms(d time.Duration) *metav1.Duration { return &metav1.Duration{Duration: d} }
 
-// fastCheck probes often, so tests see transitions in well under a second.
+// fastCheck probes as often as the CRD allows (every second), so tests see
+// transitions within a few seconds. The first probe runs at once.
 func fastCheck() slugwayv1.HealthCheck {
 	return slugwayv1.HealthCheck{
 		Type:               slugwayv1.HealthCheckHTTP,
 		Path:               "/healthz",
-		Interval:           ms(300 * time.Millisecond),
-		Timeout:            ms(250 * time.Millisecond),
+		Interval:           ms(time.Second),
+		Timeout:            ms(500 * time.Millisecond),
 		DegradedAfter:      ms(100 * time.Millisecond),
 		HealthyThreshold:   1,
 		UnhealthyThreshold: 2,

@@ -85,11 +85,11 @@ func (r *InstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	}
 	now := r.Now()
 
-	owned, err := r.ownership(ctx, &inst)
+	owned, owner, err := r.ownership(ctx, &inst)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	hv, requeue := r.health(&inst, now)
+	hv, requeue := r.health(&inst, owner, now)
 
 	desired := inst.Status.DeepCopy()
 	desired.ObservedGeneration = inst.Generation
@@ -131,35 +131,53 @@ func (r *InstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 }
 
 // ownership decides the Owned condition: the slug must be claimed, and the URL
-// must not be held by an instance of another slug.
-func (r *InstanceReconciler) ownership(ctx context.Context, inst *slugwayv1.Instance) (metav1.Condition, error) {
+// must not be held by an instance of another slug. It also returns the slug's owner.
+func (r *InstanceReconciler) ownership(ctx context.Context, inst *slugwayv1.Instance) (metav1.Condition, string, error) {
 	c := metav1.Condition{Type: slugwayv1.ConditionOwned, ObservedGeneration: inst.Generation}
 	var sa slugwayv1.ServiceAccount
 	if err := r.Get(ctx, types.NamespacedName{Name: inst.Spec.Slug}, &sa); err != nil {
 		if !apierrors.IsNotFound(err) {
-			return c, err
+			return c, "", err
 		}
 		c.Status, c.Reason = metav1.ConditionFalse, slugwayv1.ReasonSlugNotFound
 		c.Message = fmt.Sprintf("slug %q is not claimed: create the ServiceAccount %q (kind ServiceAccount, group slugway.io) first; the instance is not routable until then", inst.Spec.Slug, inst.Spec.Slug)
-		return c, nil
+		return c, sa.Spec.Owner, nil
 	}
 	if !sa.DeletionTimestamp.IsZero() {
 		c.Status, c.Reason = metav1.ConditionFalse, slugwayv1.ReasonSlugNotFound
 		c.Message = fmt.Sprintf("slug %q is being deleted", inst.Spec.Slug)
-		return c, nil
+		return c, sa.Spec.Owner, nil
+	}
+	if !registry.BoundToClaim(inst, &sa) {
+		c.Status, c.Reason = metav1.ConditionFalse, slugwayv1.ReasonClaimMismatch
+		if uid, ok := inst.Labels[registry.LabelClaimUID]; ok {
+			c.Message = fmt.Sprintf("instance was admitted for an earlier claim of slug %q (ServiceAccount UID %q, label %s), which was released; the current claim (UID %q, owner %q) does not own it: delete it and register it again",
+				inst.Spec.Slug, uid, registry.LabelClaimUID, sa.UID, sa.Spec.Owner)
+		} else {
+			c.Message = fmt.Sprintf("instance was created before the current claim of slug %q (ServiceAccount UID %q, owner %q, created %s), so it may stem from an earlier one: delete it and register it again, or have an admin set its label %s to %q",
+				inst.Spec.Slug, sa.UID, sa.Spec.Owner, sa.CreationTimestamp.UTC().Format(time.RFC3339), registry.LabelClaimUID, sa.UID)
+		}
+		return c, sa.Spec.Owner, nil
+	}
+	key, err := registry.URLKey(inst.Spec.URL)
+	if err != nil {
+		// Admission refuses these; one admitted before that rule cannot be told apart from its aliases.
+		c.Status, c.Reason = metav1.ConditionFalse, slugwayv1.ReasonURLInvalid
+		c.Message = fmt.Sprintf("spec.url %q has no canonical form (%v), so it cannot be checked against other slugs' URLs: fix spec.url", inst.Spec.URL, err)
+		return c, sa.Spec.Owner, nil
 	}
 	var same slugwayv1.InstanceList
-	if err := r.List(ctx, &same, client.MatchingFields{registry.IndexURL: registry.NormalizeURL(inst.Spec.URL)}); err != nil {
-		return c, err
+	if err := r.List(ctx, &same, client.MatchingFields{registry.IndexURL: key}); err != nil {
+		return c, "", err
 	}
 	if holder := registry.URLHolder(inst, same.Items); holder != nil {
 		c.Status, c.Reason = metav1.ConditionFalse, slugwayv1.ReasonURLConflict
 		c.Message = fmt.Sprintf("URL %s is already served by instance %s/%s of slug %q; one URL belongs to one slug", inst.Spec.URL, holder.Namespace, holder.Name, holder.Spec.Slug)
-		return c, nil
+		return c, sa.Spec.Owner, nil
 	}
 	c.Status, c.Reason = metav1.ConditionTrue, slugwayv1.ReasonSlugClaimed
 	c.Message = fmt.Sprintf("slug %q is claimed by %q", sa.Name, sa.Spec.Owner)
-	return c, nil
+	return c, sa.Spec.Owner, nil
 }
 
 type healthView struct {
@@ -170,21 +188,27 @@ type healthView struct {
 
 // health reads the instance's health: from its heartbeat in push mode, from the Monitor otherwise.
 // It returns how long until the answer may change by itself.
-func (r *InstanceReconciler) health(inst *slugwayv1.Instance, now time.Time) (healthView, time.Duration) {
+func (r *InstanceReconciler) health(inst *slugwayv1.Instance, owner string, now time.Time) (healthView, time.Duration) {
 	key := client.ObjectKeyFromObject(inst)
 	hc := inst.Spec.HealthCheck
 	if hc.Type == slugwayv1.HealthCheckHeartbeat {
 		r.Monitor.Forget(key)
 		return heartbeatHealth(inst.Status.LastHeartbeat, hc.TTLOrDefault(), now, time.Unix(0, r.leadingSince.Load()))
 	}
-	spec, err := probeSpec(inst)
+	spec, err := probeSpec(inst, owner)
 	if err != nil {
 		return healthView{health: slugwayv1.HealthUnreachable, message: "cannot probe: " + err.Error()}, 0
 	}
 	r.Monitor.Ensure(key, spec)
 	st, _ := r.Monitor.State(key)
 	if st.Health == health.Unknown {
-		// Not probed yet (new instance, changed spec, or a restarted controller):
+		if inst.Status.ObservedGeneration != inst.Generation && inst.Status.Status != slugwayv1.HealthUnknown && inst.Status.Status != "" {
+			// The spec changed since status was written, and the Monitor has not probed
+			// the new target yet: the old health is about the old URL, so the new one
+			// is not routed until its first probe.
+			return healthView{health: slugwayv1.HealthUnknown, message: "the spec changed: waiting for the first probe of " + inst.Spec.URL}, 0
+		}
+		// Not probed yet (new instance, or a restarted controller):
 		// keep what status says rather than flap it to Unknown.
 		return healthView{message: "waiting for the first probe"}, 0
 	}
@@ -220,8 +244,10 @@ func heartbeatHealth(last *metav1.Time, ttl time.Duration, now, since time.Time)
 	return healthView{health: slugwayv1.HealthHealthy, message: fmt.Sprintf("heartbeat within the TTL of %s", ttl)}, ttl - age + 100*time.Millisecond
 }
 
-// probeSpec turns an Instance's health check into a Monitor spec.
-func probeSpec(inst *slugwayv1.Instance) (health.Spec, error) {
+// probeSpec turns an Instance's health check into a Monitor spec. Its fairness groups
+// are its slug and the slug's owner, so that neither one slug nor one owner's many
+// slugs can hold more than their share of the probe workers.
+func probeSpec(inst *slugwayv1.Instance, owner string) (health.Spec, error) {
 	hc := inst.Spec.HealthCheck
 	t := health.Target{Kind: health.KindHTTP, Timeout: hc.TimeoutOrDefault()}
 	var err error
@@ -231,8 +257,13 @@ func probeSpec(inst *slugwayv1.Instance) (health.Spec, error) {
 	} else {
 		t.URL, err = health.ProbeURL(inst.Spec.URL, hc.Path)
 	}
+	groups := health.Groups{"slug:" + inst.Spec.Slug}
+	if owner != "" {
+		groups[1] = "owner:" + owner
+	}
 	return health.Spec{
 		Target:   t,
+		Groups:   groups,
 		Interval: hc.IntervalOrDefault(),
 		Thresholds: health.Thresholds{
 			Healthy:       int(hc.HealthyThreshold),
@@ -329,7 +360,7 @@ func (r *InstanceReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int)
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("instance").
-		For(&slugwayv1.Instance{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, statusChanged()))).
+		For(&slugwayv1.Instance{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, statusChanged()))).
 		Watches(&slugwayv1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(r.instancesOfSlug)).
 		Watches(&slugwayv1.Instance{}, handler.EnqueueRequestsFromMapFunc(r.instancesSharingURL)).
 		WatchesRawSource(source.Channel(r.Events, &handler.TypedEnqueueRequestForObject[*slugwayv1.Instance]{})).

@@ -18,6 +18,7 @@ import (
 	"github.com/slugway/slugway/internal/testenv"
 	"github.com/slugway/slugway/kubeclient"
 	"github.com/slugway/slugway/manager"
+	"github.com/slugway/slugway/registry"
 )
 
 // Probe-driven transitions: Healthy -> Unreachable -> Healthy, and Degraded, each with an Event.
@@ -42,7 +43,7 @@ func TestProbeTransitions(t *testing.T) {
 	b.set("ok")
 	waitStatus(t, inst, slugwayv1.HealthHealthy)
 
-	b.set("slow") // 170ms > degradedAfter 100ms, < timeout 250ms
+	b.set("slow") // 170ms > degradedAfter 100ms, < timeout 500ms
 	waitStatus(t, inst, slugwayv1.HealthDegraded)
 
 	b.set("ok")
@@ -149,13 +150,28 @@ func findReady(inst *slugwayv1.Instance) metav1.Condition {
 	return metav1.Condition{}
 }
 
-// Claiming the slug later makes the instance owned.
+// Claiming the slug later does not make a pre-planted instance owned: it is older
+// than the claim, so it may stem from an earlier claim of the slug. An admin may adopt
+// it by recording the claim's UID on it.
 func TestSlugClaimedLater(t *testing.T) {
 	startController(t, nil)
 	b := newBackend(t, 0)
 	inst := newInstance(t, "late-1", "late", b.URL, fastCheck())
 	waitOwned(t, inst, metav1.ConditionFalse, slugwayv1.ReasonSlugNotFound)
-	claim(t, "late")
+	time.Sleep(1100 * time.Millisecond) // creation timestamps have one-second precision
+	sa := claim(t, "late")
+	cond := waitOwned(t, inst, metav1.ConditionFalse, slugwayv1.ReasonClaimMismatch)
+	if !strings.Contains(cond.Message, "created before the current claim") || !strings.Contains(cond.Message, registry.LabelClaimUID) {
+		t.Errorf("message does not say why and what to do: %q", cond.Message)
+	}
+	got := &slugwayv1.Instance{}
+	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(inst), got); err != nil {
+		t.Fatal(err)
+	}
+	got.Labels = map[string]string{registry.LabelClaimUID: string(sa.UID)}
+	if err := env.Client.Update(context.Background(), got); err != nil {
+		t.Fatal(err)
+	}
 	waitOwned(t, inst, metav1.ConditionTrue, slugwayv1.ReasonSlugClaimed)
 	waitStatus(t, inst, slugwayv1.HealthHealthy)
 }
@@ -196,11 +212,12 @@ func TestWriteBudget(t *testing.T) {
 	b := newBackend(t, 0)
 	ctx := context.Background()
 	claim(t, "budget")
-	// Probe every 200ms; generous timeout and thresholds so that a loaded machine causes
-	// few transitions (each is a legitimate write, counted apart from the refreshes).
-	const interval = 200 * time.Millisecond
+	// Probe every second (the CRD's minimum); generous timeout and thresholds so that a
+	// loaded machine causes few transitions (each is a legitimate write, counted apart
+	// from the refreshes).
+	const interval = time.Second
 	hc := fastCheck()
-	hc.Interval, hc.Timeout, hc.DegradedAfter, hc.UnhealthyThreshold = ms(interval), ms(150*time.Millisecond), ms(150*time.Millisecond), 5
+	hc.Interval, hc.Timeout, hc.DegradedAfter, hc.UnhealthyThreshold = ms(interval), ms(500*time.Millisecond), ms(500*time.Millisecond), 5
 
 	type counts struct {
 		refreshes, transitions int
@@ -297,7 +314,7 @@ func TestWriteBudget(t *testing.T) {
 		}
 	}
 
-	// Refresh every 2s over a 5s window: about 2.5 writes per instance, against about 25 probes.
+	// Refresh every 2s over a 5s window: about 2.5 writes per instance, against about 5 probes.
 	c := measure(2*time.Second, 5*time.Second, 0)
 	check("refresh 2s", c)
 	if c.due == 0 {

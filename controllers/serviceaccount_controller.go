@@ -42,8 +42,10 @@ func (r *ServiceAccountReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	if !sa.DeletionTimestamp.IsZero() {
 		return r.release(ctx, &sa, list.Items)
 	}
-	if controllerutil.AddFinalizer(&sa, slugwayv1.FinalizerInstances) {
-		if err := r.Update(ctx, &sa); err != nil {
+	// Patches, not updates: the cached object lacks the fields the cache transform drops
+	// (registry.TrimForController), and an update would erase them.
+	if before := sa.DeepCopy(); controllerutil.AddFinalizer(&sa, slugwayv1.FinalizerInstances) {
+		if err := r.Patch(ctx, &sa, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -104,8 +106,9 @@ func (r *ServiceAccountReconciler) release(ctx context.Context, sa *slugwayv1.Se
 	if pending > 0 {
 		return ctrl.Result{RequeueAfter: time.Second}, nil
 	}
+	before := sa.DeepCopy()
 	controllerutil.RemoveFinalizer(sa, slugwayv1.FinalizerInstances)
-	return ctrl.Result{}, client.IgnoreNotFound(r.Update(ctx, sa))
+	return ctrl.Result{}, client.IgnoreNotFound(r.Patch(ctx, sa, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})))
 }
 
 // SetupWithManager wires the controller: a change to any Instance re-aggregates its slug.

@@ -21,7 +21,7 @@
 # `slugway proxy` with the same flags against the same apiserver, started in a session of
 # its own as from a second terminal), nginx (own session, same config as above, in front
 # of skeleton-svc), plus PEERS if given. make run's fixed ports (9080, 8081, 8082, 9311)
-# must be free.
+# must be free: it runs in a network namespace of its own (`unshare --net`, loopback only) unless NETNS=0.
 #
 # Scenarios (response size : connections): small:64 (the headline: a 19-byte JSON body),
 # 1k:64, 64k:64, small:16, small:256; make-run mode: small only (default small:64 small:16).
@@ -30,16 +30,17 @@
 # requests next to req/s, p50 and p99.
 #
 #   hack/bench-proxy.sh                         # one round, 10s per measurement (~8 min)
-#   RUNS=3 BASELINE=d763b02 hack/bench-proxy.sh # three rounds, target order rotated per round,
+#   RUNS=3 BASELINE=d763b02 hack/bench-proxy.sh # three rounds (~27 min), target order rotated per round,
 #                                               # medians of the per-round figures and ratios
 #   DURATION=5s SCENARIOS="small:64 64k:64" PEERS="nginx caddy" hack/bench-proxy.sh
-#   MODE=make-run RUNS=3 hack/bench-proxy.sh    # the proxy as `make run` starts it
+#   MODE=make-run RUNS=3 hack/bench-proxy.sh    # the proxy as `make run` starts it (~7 min)
 #   OUT=/tmp/bench.md hack/bench-proxy.sh       # also write the tables there (raw rows: /tmp/bench.tsv)
 #   PROFILE=20 hack/bench-proxy.sh              # then a 20s CPU profile of slugway (small:64)
 #                                               # into $PROFILE_OUT (default /tmp/slugway-bench.pprof)
 #   BASELINE=HEAD SLUGWAY_ENV=GOMAXPROCS=1 hack/bench-proxy.sh
 #                                               # environment for the slugway binary (BASELINE_ENV: the baseline's)
 #   ASSETS=/dir ...                             # kube-apiserver and etcd from there (default: bin/k8s-v1.37.2)
+#   HOLD=600 ...                                # keep everything running 600s after the tables (for perf, strace)
 #   KEEP=1 ...                                  # keep the scratch directory (binaries, configs, logs)
 #
 # Every process it starts is in a process group it ends on exit (Ctrl-C included); the
@@ -59,6 +60,8 @@ BASELINE=${BASELINE:-}
 SLUGWAY_ENV=${SLUGWAY_ENV:-} BASELINE_ENV=${BASELINE_ENV:-}
 OUT=${OUT:-}
 ASSETS=${ASSETS:-${KUBEBUILDER_ASSETS:-$PWD/bin/k8s-v1.37.2}} # kube-apiserver and etcd (hack/controlplane.sh builds them)
+# envtest gives kube-apiserver 20 s to start by default; a loaded machine needs longer
+export KUBEBUILDER_CONTROLPLANE_START_TIMEOUT=${KUBEBUILDER_CONTROLPLANE_START_TIMEOUT:-300s}
 case $MODE in
   proxies)
     SCENARIOS=${SCENARIOS:-small:64 1k:64 64k:64 small:16 small:256}
@@ -75,6 +78,16 @@ esac
 [ "$PROFILE" != 0 ] && PPROF=true
 if [ -n "$BASELINE" ]; then
   BASELINE_REV=$(git rev-parse --verify --quiet "$BASELINE^{commit}") || { echo "BASELINE=$BASELINE is not a commit here" >&2; exit 2; }
+fi
+if [ "$MODE" = make-run ] && [ "${NETNS:-1}" = 1 ] && [ -z "${BENCH_IN_NETNS:-}" ]; then
+  # make run's ports are fixed (9080, 8081, 8082, 9311) and another `make run` may hold
+  # them: run in a network namespace of our own, which has nothing but loopback.
+  # kube-apiserver wants a default route to pick its advertise address: the namespace's
+  # lo gets 192.0.2.1 (a documentation address) and the default route, so nothing can leave.
+  echo "MODE=make-run: continuing in a network namespace of its own (loopback only; NETNS=0 to stay)" >&2
+  export MODE RUNS SCENARIOS PEERS DURATION WARMUP THREADS ASSETS OUT KEEP HOLD
+  exec env BENCH_IN_NETNS=1 unshare --net -- bash -c \
+    'ip link set lo up && ip addr add 192.0.2.1/32 dev lo && ip route add default dev lo && exec "$0"' "$PWD/hack/bench-proxy.sh"
 fi
 CLK_TCK=$(getconf CLK_TCK)
 # Loopback addresses only. make run's own ports are fixed by hack/run.
@@ -301,8 +314,13 @@ else
   start_session make-run env -C "$MR" PROXY_ADDR="$MR_PROXY" DATA_DIR="$WORK/run-data" bin/slugway-run; RUN_PID=$LAST_PID
   for _ in $(seq 1 1800); do grep -q "slugway is running" "$WORK/make-run.out" 2>/dev/null && break; kill -0 "$RUN_PID" 2>/dev/null || break; sleep 0.1; done
   grep -q "slugway is running" "$WORK/make-run.out" || { cat "$WORK/make-run.out" "$WORK/make-run.log" >&2; exit 1; }
-  MR_PROXY_PID=$(for p in $(descendants "$RUN_PID"); do tr '\0' ' ' <"/proc/$p/cmdline" | grep -q "proxy --listen $MR_PROXY " && echo "$p"; done | head -1)
-  ORIGIN_PID=$(for p in $(descendants "$RUN_PID"); do tr '\0' ' ' <"/proc/$p/cmdline" | grep -q "/skeleton-svc" && echo "$p"; done | head -1)
+  child_with() { # substring of a command line → the pid of make run's child running it
+    local p
+    for p in $(descendants "$RUN_PID"); do
+      if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF -- "$1"; then echo "$p"; return; fi
+    done
+  }
+  MR_PROXY_PID=$(child_with "proxy --listen $MR_PROXY ") ORIGIN_PID=$(child_with "/bin/skeleton-svc")
   [ -n "$MR_PROXY_PID" ] && [ -n "$ORIGIN_PID" ] || { echo "cannot find make run's proxy or skeleton-svc" >&2; exit 1; }
   start_session by-hand env KUBECONFIG="$WORK/run-data/kubeconfig" "$WORK/slugway" proxy --listen "$HAND" --admin-listen "$HAND_ADMIN" --allow-loopback
   HAND_PID=$LAST_PID
@@ -409,12 +427,13 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 report() {
   local rev dirty vers sc t k nk vals
-  rev=$(git rev-parse --short HEAD) dirty=$(git diff --quiet HEAD -- . 2>/dev/null || echo " + uncommitted changes")
-  vers="nginx $("$NGINX_BIN" -v 2>&1 | sed 's/.*nginx\///')"
-  [[ " $PEERS " != *" haproxy "* ]] || vers+=", HAProxy $("$HAPROXY_BIN" -v | awk 'NR == 1 {print $3}')"
-  [[ " $PEERS " != *" caddy "* ]] || vers+=", Caddy $(caddy version | awk '{print $1}')"
-  vers+=", $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}')"
-  echo "\`$(env | grep -E '^(MODE|RUNS|BASELINE|SCENARIOS|PEERS|DURATION|WARMUP|THREADS|SLUGWAY_ENV|BASELINE_ENV)=' | sort | tr '\n' ' ')hack/bench-proxy.sh\`"
+  rev=$(git rev-parse --short HEAD 2>/dev/null || echo "(not a git checkout)")
+  dirty=$(git diff --quiet HEAD -- . 2>/dev/null || echo " + uncommitted changes")
+  vers="nginx $("$NGINX_BIN" -v 2>&1 | sed 's/.*nginx\///' || true)"
+  [[ " $PEERS " != *" haproxy "* ]] || vers+=", HAProxy $("$HAPROXY_BIN" -v 2>&1 | awk 'NR == 1 {print $3}' || true)"
+  [[ " $PEERS " != *" caddy "* ]] || vers+=", Caddy $(caddy version 2>&1 | awk '{print $1}' || true)"
+  vers+=", $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}' || true)" # wrk -v exits 1
+  echo "\`$(env | grep -E '^(MODE|RUNS|BASELINE|SCENARIOS|PEERS|DURATION|WARMUP|THREADS|SLUGWAY_ENV|BASELINE_ENV)=' | grep -v '^MODE=proxies$' | sort | tr '\n' ' ' || true)hack/bench-proxy.sh\`"
   echo
   echo "slugway $rev$dirty$([ -z "$BASELINE" ] || echo ", baseline $(git rev-parse --short "$BASELINE_REV")"); $vers."
   echo "wrk -t$THREADS -d$DURATION (warm-up $WARMUP), $RUNS round(s), target order rotated each round; $(nproc) cores; started $STARTED, load average $LOAD_START at the start, $LOAD_END at the end."
@@ -469,9 +488,14 @@ report() {
       printf "\ngoal at %s (%s req/s ≥ 1.00× nginx, p99 ≤ 1.00× nginx): %.2f×, %.2f× → %s\n", sc, g, a, b, (a >= 1 && b <= 1) ? "met" : "not met" }'
   done
 }
+[ -z "$OUT" ] || cp "$RAW" "${OUT%.md}.tsv"
 report | tee ${OUT:+"$OUT"}
-[ -z "$OUT" ] || { cp "$RAW" "${OUT%.md}.tsv"; echo "wrote $OUT and ${OUT%.md}.tsv" >&2; }
+[ -z "$OUT" ] || echo "wrote $OUT and ${OUT%.md}.tsv" >&2
 
+if [ -n "${HOLD:-}" ]; then
+  echo "holding everything up for ${HOLD}s (scratch directory $WORK)" >&2
+  sleep "$HOLD" & wait $! # interruptible: Ctrl-C or SIGTERM ends the hold at once
+fi
 if [ "$PROFILE" != 0 ]; then
   echo "profiling slugway for ${PROFILE}s under small:64 into $PROFILE_OUT" >&2
   wrk -t"$THREADS" -c64 -d"$((PROFILE + 2))s" "http://$SLUGWAY/bench/hello" >/dev/null &

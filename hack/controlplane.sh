@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the local control plane (kube-apiserver, etcd, kubectl, kube-controller-manager)
-# and helm from the Go module proxy into bin/, so tests run against the real thing.
+# Builds the local control plane (kube-apiserver, etcd, kubectl, kube-controller-manager),
+# the node's binaries (kubelet, kube-scheduler, kube-proxy; hack/node.sh runs them) and helm
+# from the Go module proxy into bin/, so tests run against the real thing.
 #
 # The kubernetes module replaces its staging modules (k8s.io/api, k8s.io/apiserver, ...)
 # with local paths, so `go install k8s.io/kubernetes/cmd/...@vX` does not work. Instead we
@@ -9,6 +10,8 @@
 # kubernetes .mod file that the Go toolchain itself downloads.
 #
 # Re-running is cheap: a binary that is already built for the pinned version is skipped.
+# When the list of binaries changes, the scratch module's tools.go changes with it and the
+# module is tidied again (the kubelet and kube-proxy need modules the apiserver does not).
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.37.2}"
@@ -22,7 +25,7 @@ mkdir -p "$out" "$work"
 
 log() { printf '[controlplane] %s\n' "$*" >&2; }
 
-k8s_bins=(kube-apiserver kubectl kube-controller-manager)
+k8s_bins=(kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet kube-proxy)
 need_k8s=()
 for b in "${k8s_bins[@]}" etcd; do
   [ -x "$out/$b" ] || need_k8s+=("$b")
@@ -50,18 +53,17 @@ if [ ${#need_k8s[@]} -gt 0 ]; then
       args+=(-replace "$m=$m@$staging_version")
     done
     go mod edit "${args[@]}"
-    cat > tools.go <<'GO'
-//go:build tools
+    rm -f tools.go
+  fi
 
-package tools
-
-import (
-	_ "go.etcd.io/etcd/server/v3"
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
+  # tools.go imports every command we build, so that `go mod tidy` resolves what they need.
+  tools="$(printf '//go:build tools\n\npackage tools\n\nimport (\n\t_ "go.etcd.io/etcd/server/v3"\n'
+    for b in $(printf '%s\n' "${k8s_bins[@]}" | sort); do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$b"; done
+    printf ')\n')"
+  if [ ! -f .ready ] || [ "$(cat tools.go 2>/dev/null)" != "$tools" ]; then
+    log "tidying the scratch module for: ${k8s_bins[*]} etcd"
+    rm -f .ready
+    printf '%s\n' "$tools" > tools.go
     go mod tidy
     touch .ready
   fi

@@ -13,7 +13,17 @@ type Spec struct {
 	Target     Target
 	Interval   time.Duration
 	Thresholds Thresholds
+	// Groups name who the instance belongs to, for example its slug and its owner
+	// ("" for none). The probes of one group hold at most GroupShare of the workers.
+	Groups Groups
 }
+
+// Groups are the fairness groups of an instance. An empty name is no group.
+type Groups [2]string
+
+// DefaultGroupShare is the share of the probe workers one group may hold when
+// Monitor.GroupShare is zero: a quarter, 16 of the default 64.
+const DefaultGroupShare = 0.25
 
 // State is what the Monitor knows of one instance.
 type State struct {
@@ -35,19 +45,30 @@ type State struct {
 // MaxRefreshRate, when positive, bounds the refreshes per second across all
 // instances: the refresh interval stretches to instances ÷ MaxRefreshRate once
 // that exceeds Refresh (a write budget: 10,000 instances at 50/s refresh every 200s).
+//
+// The Monitor is fair: the probes in flight of one group (Spec.Groups: a slug, an
+// owner) never hold more than GroupShare of the workers. A due probe whose group is
+// at its share waits, parked, for one of the group's probes to end, and probes of
+// other groups go ahead of it; so instances that are slow or tarpitted (every probe
+// holds its worker for the whole timeout) delay only their own group.
 type Monitor[K comparable] struct {
 	Prober         *Prober
 	Concurrency    int
 	Refresh        time.Duration
 	MaxRefreshRate float64
-	Notify         func(K)
-	Refreshed      func(K, time.Time)
+	// GroupShare is the share of Concurrency one group's probes may hold (at least one
+	// worker); zero means DefaultGroupShare.
+	GroupShare float64
+	Notify     func(K)
+	Refreshed  func(K, time.Time)
 
-	mu    sync.Mutex
-	items map[K]*item[K]
-	queue schedule[K]
-	wake  chan struct{}
-	now   func() time.Time
+	mu       sync.Mutex
+	items    map[K]*item[K]
+	queue    schedule[K]
+	inflight map[string]int        // probes running, by group
+	parked   map[string][]*item[K] // due probes waiting for their group's share, by group
+	wake     chan struct{}
+	now      func() time.Time
 }
 
 type item[K comparable] struct {
@@ -57,9 +78,11 @@ type item[K comparable] struct {
 	state    State
 	notified time.Time // LastSuccess at the last Notify
 	due      time.Time
-	index    int  // position in the heap, -1 when not queued
-	running  bool // a probe is in flight
-	gen      int  // bumped on every spec change, so a stale result is dropped
+	index    int    // position in the heap, -1 when not queued
+	running  bool   // a probe is in flight
+	parked   string // the group it waits for, "" when not parked
+	groups   Groups // the groups its running probe counts against
+	gen      int    // bumped on every spec change, so a stale result is dropped
 }
 
 // NewMonitor returns a Monitor. Call Start to run it.
@@ -69,17 +92,28 @@ func NewMonitor[K comparable](p *Prober, concurrency int, refresh time.Duration,
 	}
 	return &Monitor[K]{
 		Prober: p, Concurrency: concurrency, Refresh: refresh, Notify: notify,
-		items: map[K]*item[K]{}, wake: make(chan struct{}, 1), now: time.Now,
+		items: map[K]*item[K]{}, inflight: map[string]int{}, parked: map[string][]*item[K]{},
+		wake: make(chan struct{}, 1), now: time.Now,
 	}
 }
 
 // Ensure starts probing key with spec, or updates its spec. An unchanged spec is a no-op,
-// so it is safe to call on every reconcile. A changed spec restarts from Unknown.
+// so it is safe to call on every reconcile. A changed target (URL, address, timeout)
+// restarts from Unknown: what was known is about another endpoint. A change of only
+// the interval, thresholds or groups keeps the health and applies from the next probe.
 func (m *Monitor[K]) Ensure(key K, spec Spec) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	it, ok := m.items[key]
 	if ok && it.spec == spec {
+		return
+	}
+	if ok && it.spec.Target == spec.Target {
+		shorter := spec.Interval < it.spec.Interval
+		it.spec = spec
+		if next := m.now().Add(jitter(spec.Interval)); shorter && it.index >= 0 && it.due.After(next) {
+			m.schedule(it, next)
+		}
 		return
 	}
 	if !ok {
@@ -125,7 +159,72 @@ func (m *Monitor[K]) Forget(key K) {
 	if it.index >= 0 {
 		heap.Remove(&m.queue, it.index)
 	}
+	m.unpark(it)
 	delete(m.items, key)
+}
+
+// groupCap is how many probes one group may have in flight. The caller holds m.mu.
+func (m *Monitor[K]) groupCap() int {
+	share := m.GroupShare
+	if share <= 0 {
+		share = DefaultGroupShare
+	}
+	return max(1, int(float64(m.Concurrency)*share))
+}
+
+// fullGroup returns the first of it's groups that is at its share, or "". The caller holds m.mu.
+func (m *Monitor[K]) fullGroup(it *item[K]) string {
+	limit := m.groupCap()
+	for _, g := range it.spec.Groups {
+		if g != "" && m.inflight[g] >= limit {
+			return g
+		}
+	}
+	return ""
+}
+
+// unpark takes it out of its group's waiting list. The caller holds m.mu.
+func (m *Monitor[K]) unpark(it *item[K]) {
+	if it.parked == "" {
+		return
+	}
+	list := m.parked[it.parked]
+	for i, x := range list {
+		if x == it {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(m.parked, it.parked)
+	} else {
+		m.parked[it.parked] = list
+	}
+	it.parked = ""
+}
+
+// release ends it's probe's hold on its groups' shares, and puts the oldest probe
+// parked on each of them back in the queue (still due, so it runs next if its other
+// group lets it). The caller holds m.mu.
+func (m *Monitor[K]) release(it *item[K]) {
+	for _, g := range it.groups {
+		if g == "" {
+			continue
+		}
+		if m.inflight[g]--; m.inflight[g] <= 0 {
+			delete(m.inflight, g)
+		}
+		if list := m.parked[g]; len(list) > 0 {
+			next := list[0]
+			m.unpark(next)
+			heap.Push(&m.queue, next)
+			select {
+			case m.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+	it.groups = Groups{}
 }
 
 // State returns what the Monitor knows of key.
@@ -167,12 +266,28 @@ func (m *Monitor[K]) Start(ctx context.Context) error {
 		m.mu.Lock()
 		var next *item[K]
 		wait := time.Hour
-		if len(m.queue) > 0 {
+		for next == nil && len(m.queue) > 0 {
 			wait = m.queue[0].due.Sub(m.now())
-			if wait <= 0 {
-				next = heap.Pop(&m.queue).(*item[K])
-				next.running = true
+			if wait > 0 {
+				break
 			}
+			it := heap.Pop(&m.queue).(*item[K])
+			if g := m.fullGroup(it); g != "" {
+				it.parked = g // its group holds its share: wait for one of the group's probes to end
+				m.parked[g] = append(m.parked[g], it)
+				continue
+			}
+			it.running = true
+			it.groups = it.spec.Groups
+			for _, g := range it.groups {
+				if g != "" {
+					m.inflight[g]++
+				}
+			}
+			next = it
+		}
+		if next == nil && len(m.queue) == 0 {
+			wait = time.Hour
 		}
 		m.mu.Unlock()
 		if next != nil {
@@ -205,6 +320,7 @@ func (m *Monitor[K]) run(ctx context.Context, it *item[K]) {
 
 	m.mu.Lock()
 	it.running = false
+	m.release(it)
 	if m.items[it.key] != it {
 		m.mu.Unlock() // forgotten while probing
 		return
@@ -243,6 +359,7 @@ func (m *Monitor[K]) run(ctx context.Context, it *item[K]) {
 // schedule queues it at due. The caller holds m.mu.
 func (m *Monitor[K]) schedule(it *item[K], due time.Time) {
 	it.due = due
+	m.unpark(it) // a new due time (a new spec) is queued afresh
 	switch {
 	case it.index >= 0:
 		heap.Fix(&m.queue, it.index)

@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -146,5 +147,132 @@ func TestMonitorRefreshBudget(t *testing.T) {
 	// 2s at 20/s is 40 at most (plus one round in flight); without the budget it would be ~200.
 	if n := refreshes.Load(); n > 50 || n < 10 {
 		t.Fatalf("%d refreshes in 2s for 10 instances at a budget of 20/s; want about 40", n)
+	}
+}
+
+// tarpit accepts TCP connections and never answers, so every HTTP probe of it holds
+// its worker for the whole timeout. It reports how many it holds at once.
+type tarpit struct {
+	ln         net.Listener
+	mu         sync.Mutex
+	open, peak int
+}
+
+func newTarpit(t *testing.T) *tarpit {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := &tarpit{ln: ln}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			tp.mu.Lock()
+			tp.open++
+			tp.peak = max(tp.peak, tp.open)
+			tp.mu.Unlock()
+			go func() {
+				_, _ = c.Read(make([]byte, 4096)) // the request
+				_, _ = c.Read(make([]byte, 1))    // until the prober gives up
+				_ = c.Close()
+				tp.mu.Lock()
+				tp.open--
+				tp.mu.Unlock()
+			}()
+		}
+	}()
+	t.Cleanup(func() { _ = ln.Close() })
+	return tp
+}
+
+func (tp *tarpit) counts() (open, peak int) {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	return tp.open, tp.peak
+}
+
+// TestMonitorFairAcrossGroups: 32 tarpitted instances of one group cannot hold more
+// than the group's share of the workers, so another group's new instance is probed at
+// once, not after the tarpit's timeouts; and the tarpitted group still gets its share.
+func TestMonitorFairAcrossGroups(t *testing.T) {
+	tp := newTarpit(t)
+	good := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer good.Close()
+	m := NewMonitor[string](NewProber(nil), 8, time.Hour, nil) // share 1/4: 2 workers per group
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = m.Start(ctx) }()
+	const timeout = 5 * time.Second
+	for i := range 32 {
+		m.Ensure(fmt.Sprintf("slow-%d", i), Spec{
+			Target:   Target{Kind: KindHTTP, URL: fmt.Sprintf("http://%s/i%d", tp.ln.Addr(), i), Timeout: timeout},
+			Interval: 2 * timeout, Groups: Groups{"slug:slow", "owner:mallory"},
+		})
+	}
+	waitFor(t, func() bool { open, _ := tp.counts(); return open >= 2 })
+	start := time.Now()
+	m.Ensure("fresh", Spec{Target: Target{Kind: KindHTTP, URL: good.URL, Timeout: time.Second}, Interval: time.Second, Groups: Groups{"slug:fresh", "owner:alice"}})
+	waitFor(t, func() bool { st, _ := m.State("fresh"); return st.Health == Healthy })
+	if took := time.Since(start); took >= timeout {
+		t.Fatalf("the fresh instance waited %s for its first probe, as long as the tarpit's timeout: the slow group held every worker", took)
+	}
+	// An owner's share bounds all of its slugs together.
+	for i := range 8 {
+		m.Ensure(fmt.Sprintf("slow2-%d", i), Spec{
+			Target:   Target{Kind: KindHTTP, URL: fmt.Sprintf("http://%s/j%d", tp.ln.Addr(), i), Timeout: timeout},
+			Interval: 2 * timeout, Groups: Groups{"slug:slow2", "owner:mallory"},
+		})
+	}
+	time.Sleep(200 * time.Millisecond) // give a broken scheduler the chance to overrun the share
+	if _, peak := tp.counts(); peak != 2 {
+		t.Fatalf("the tarpit held %d probes at once; want exactly the group's share of 2", peak)
+	}
+	m.mu.Lock()
+	parked := len(m.parked["owner:mallory"]) + len(m.parked["slug:slow"])
+	m.mu.Unlock()
+	if parked == 0 {
+		t.Fatal("no probe of the slow group is parked, yet only 2 of 40 run")
+	}
+}
+
+// TestMonitorParkedForgetAndEnsure: a parked probe can be forgotten or respecified
+// without leaving it queued twice or lost.
+func TestMonitorParkedForgetAndEnsure(t *testing.T) {
+	tp := newTarpit(t)
+	good := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer good.Close()
+	m := NewMonitor[string](NewProber(nil), 4, time.Hour, nil)
+	m.GroupShare = 0.25 // one worker per group
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = m.Start(ctx) }()
+	slow := func(i int) Spec {
+		return Spec{Target: Target{Kind: KindHTTP, URL: fmt.Sprintf("http://%s/%d", tp.ln.Addr(), i), Timeout: 3 * time.Second}, Interval: 6 * time.Second, Groups: Groups{"g"}}
+	}
+	for i := range 3 {
+		m.Ensure(fmt.Sprint(i), slow(i))
+	}
+	waitFor(t, func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return len(m.parked["g"]) == 2
+	})
+	m.mu.Lock()
+	a, b := m.parked["g"][0].key, m.parked["g"][1].key
+	m.mu.Unlock()
+	m.Forget(a)
+	// Moved to another group, b runs at once, and is healthy.
+	m.Ensure(b, Spec{Target: Target{Kind: KindHTTP, URL: good.URL, Timeout: time.Second}, Interval: time.Second, Groups: Groups{"h"}})
+	waitFor(t, func() bool { st, _ := m.State(b); return st.Health == Healthy })
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if n := len(m.parked["g"]); n != 0 {
+		t.Fatalf("%d probes still parked on g after Forget and Ensure", n)
+	}
+	if len(m.items) != 2 {
+		t.Fatalf("Len = %d, want 2", len(m.items))
 	}
 }

@@ -16,6 +16,9 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
 )
 
 // Kind is how an instance is probed.
@@ -120,8 +123,8 @@ func NewProber(dial func(ctx context.Context, network, addr string) (net.Conn, e
 	}
 }
 
-// Probe runs one probe. It never panics and always returns within t.Timeout (plus scheduling noise).
-func (p *Prober) Probe(ctx context.Context, t Target) Result {
+// probe runs one probe (Probe, in probe_trace.go, wraps it in a span).
+func (p *Prober) probe(ctx context.Context, t Target) Result {
 	ctx, cancel := context.WithTimeout(ctx, t.Timeout)
 	defer cancel()
 	start := time.Now()
@@ -140,6 +143,7 @@ func (p *Prober) Probe(ctx context.Context, t Target) Result {
 			return Result{Message: err.Error()}
 		}
 		req.Header.Set("User-Agent", "slugway-health/1")
+		otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(req.Header))
 		resp, err := p.client.Do(req)
 		if err != nil {
 			return Result{Latency: time.Since(start), Message: describe(err, t.Timeout)}

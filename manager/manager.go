@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrlmanager "sigs.k8s.io/controller-runtime/pkg/manager"
@@ -58,7 +59,13 @@ type Options struct {
 	Reconcilers        int
 	// HeartbeatWriters patch lastHeartbeat refreshes in parallel, off the reconcile queue.
 	HeartbeatWriters int
+	// MaxInstancesPerSlug refuses, at admission, an Instance beyond this many for one
+	// slug. 0 means DefaultMaxInstancesPerSlug; negative, no limit.
+	MaxInstancesPerSlug int
 }
+
+// DefaultMaxInstancesPerSlug is the default of Options.MaxInstancesPerSlug.
+const DefaultMaxInstancesPerSlug = 1000
 
 // DefaultMaxHeartbeatWrites is the default bound on lastHeartbeat refreshes per
 // second: up to 1,500 instances refresh every 30s, 10,000 every 200s.
@@ -84,6 +91,8 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 		LeaderElectionReleaseOnCancel: true,
 		WebhookServer:                 webhook.NewServer(webhook.Options{Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.WebhookCertDir}),
 		Controller:                    config.Controller{SkipNameValidation: &o.SkipNameValidation},
+		// Only the fields the reconcilers and webhooks read: owners' annotations and labels do not fill the cache.
+		Cache: cache.Options{DefaultTransform: registry.TrimForController},
 	}
 	if o.LeaseDuration > 0 {
 		mopts.LeaseDuration, mopts.RenewDeadline, mopts.RetryPeriod = &o.LeaseDuration, &o.RenewDeadline, &o.RetryPeriod
@@ -142,6 +151,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 			ReservedSlugs: o.ReservedSlugs,
 			Deleters:      webhooks.DefaultDeleters,
 			CheckURL:      o.CheckURL,
+			MaxInstances:  maxInstances(o.MaxInstancesPerSlug),
 		})
 		if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
 			return nil, err
@@ -164,4 +174,14 @@ func whoAmI(ctx context.Context, cfg *rest.Config) (string, error) {
 		return "", fmt.Errorf("finding our own identity with a SelfSubjectReview: %w", err)
 	}
 	return user, nil
+}
+
+func maxInstances(n int) int {
+	switch {
+	case n == 0:
+		return DefaultMaxInstancesPerSlug
+	case n < 0:
+		return 0
+	}
+	return n
 }

@@ -22,9 +22,11 @@ import (
 	"time"
 )
 
-// DefaultDeny is the deny-list used when none is configured: IPv4 link-local (which
-// holds the cloud metadata address 169.254.169.254) and AWS's IPv6 metadata address.
-var DefaultDeny = []string{"169.254.0.0/16", "fd00:ec2::254/128"}
+// DefaultDeny is the deny-list used when none is configured: the link-local ranges
+// (IPv4 169.254.0.0/16 holds the metadata address 169.254.169.254 of AWS, GCP, Azure,
+// OpenStack and others; IPv6 fe80::/10) and the metadata endpoints outside them:
+// AWS's IPv6 one, Alibaba Cloud's 100.100.100.200 and Azure's wire server 168.63.129.16.
+var DefaultDeny = []string{"169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32", "168.63.129.16/32"}
 
 // Resolver turns a host name into IP addresses. *net.Resolver implements it.
 type Resolver interface {
@@ -75,6 +77,26 @@ func unmapPrefix(p netip.Prefix) netip.Prefix {
 	return p
 }
 
+// Canonical maps IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d, the
+// deprecated ::/96 form, but not :: or ::1) IPv6 addresses to the IPv4 address they
+// carry, so that ::a9fe:a9fe is checked as 169.254.169.254. Other addresses are unchanged.
+func Canonical(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if !a.Is6() || a.Zone() != "" {
+		return a
+	}
+	b := a.As16()
+	for _, x := range b[:12] {
+		if x != 0 {
+			return a
+		}
+	}
+	if b[12]|b[13]|b[14] == 0 {
+		return a // ::, ::1 and the rest of ::/120 are not IPv4 addresses
+	}
+	return netip.AddrFrom4([4]byte(b[12:]))
+}
+
 // DenyCIDRs returns the configured deny-list, for logs.
 func (g *Guard) DenyCIDRs() []string {
 	if g == nil {
@@ -117,8 +139,9 @@ func (g *Guard) check(host string, a netip.Addr) error {
 	if g == nil {
 		return nil
 	}
-	// A zoned address never matches a prefix, and a mapped one never matches an IPv4 prefix: normalize both.
-	a = a.WithZone("").Unmap()
+	// A zoned address never matches a prefix, and a mapped or compatible one never
+	// matches an IPv4 prefix: normalize all three.
+	a = Canonical(a.WithZone(""))
 	if !g.allowLoopback && (a.IsLoopback() || a.IsUnspecified()) {
 		return &DeniedError{Host: host, Addr: a}
 	}
@@ -218,7 +241,7 @@ func (g *Guard) DialContext(ctx context.Context, network, addr string) (net.Conn
 	var firstErr error
 	tried := 0
 	for _, a := range addrs {
-		a = a.Unmap()
+		a = Canonical(a)
 		if (strings.HasSuffix(network, "4") && !a.Is4()) || (strings.HasSuffix(network, "6") && !a.Is6()) {
 			continue
 		}

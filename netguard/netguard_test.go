@@ -141,11 +141,11 @@ func TestDeniedErrorIsMatchable(t *testing.T) {
 	if !errors.As(err, &de) || de.Addr != netip.MustParseAddr("169.254.169.254") || de.Range.String() != "169.254.0.0/16" {
 		t.Fatalf("got %#v, want a *DeniedError for 169.254.169.254 in 169.254.0.0/16", err)
 	}
-	if err := g.Check(netip.MustParseAddr("fe80::1%eth0")); err != nil {
-		t.Fatalf("fe80::1 is not in the default deny-list: %v", err)
+	g2 := mustGuard(t, []string{"10.0.0.0/8"}, false, nil)
+	if err := g2.Check(netip.MustParseAddr("fe80::1%eth0")); err != nil {
+		t.Fatalf("fe80::1 is not in a deny-list without fe80::/10: %v", err)
 	}
-	g2 := mustGuard(t, []string{"fe80::/10"}, false, nil)
-	if err := g2.Check(netip.MustParseAddr("fe80::1%eth0")); err == nil {
+	if err := g.Check(netip.MustParseAddr("fe80::1%eth0")); err == nil {
 		t.Fatal("a zoned address must still match its range")
 	}
 }
@@ -265,6 +265,78 @@ func BenchmarkCheckURL(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		if err := g.CheckURL(ctx, fmt.Sprintf("http://svc.test:%d/x", 1+i%60000)); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestDefaultDenyCoversMetadataEndpoints is the table of issue #14: the metadata
+// endpoints of the big clouds, in every spelling an address can take, are refused by
+// the default deny-list; their neighbours and ordinary addresses are not.
+func TestDefaultDenyCoversMetadataEndpoints(t *testing.T) {
+	g := mustGuard(t, DefaultDeny, false, nil)
+	cases := []struct {
+		addr, rng string // rng "": allowed
+	}{
+		{"169.254.169.254", "169.254.0.0/16"},        // AWS, GCP, Azure IMDS, OpenStack
+		{"::ffff:169.254.169.254", "169.254.0.0/16"}, // IPv4-mapped
+		{"::ffff:a9fe:a9fe", "169.254.0.0/16"},
+		{"::a9fe:a9fe", "169.254.0.0/16"},       // IPv4-compatible
+		{"::169.254.169.254", "169.254.0.0/16"}, // the same, dotted
+		{"fd00:ec2::254", "fd00:ec2::254/128"},  // AWS IPv6
+		{"FD00:EC2:0:0:0:0:0:254", "fd00:ec2::254/128"},
+		{"100.100.100.200", "100.100.100.200/32"}, // Alibaba Cloud
+		{"::ffff:100.100.100.200", "100.100.100.200/32"},
+		{"::6464:64c8", "100.100.100.200/32"},
+		{"168.63.129.16", "168.63.129.16/32"}, // Azure wire server
+		{"::a83f:8110", "168.63.129.16/32"},
+		{"fe80::1", "fe80::/10"}, // IPv6 link-local
+		{"fe80::a9fe:a9fe", "fe80::/10"},
+		{"febf:ffff::1", "fe80::/10"},
+		{"fe80::1%eth0", "fe80::/10"},
+		// Neighbours and ordinary addresses stay reachable.
+		{"100.100.100.201", ""},
+		{"168.63.129.17", ""},
+		{"fec0::1", ""},
+		{"fd00:ec2::253", ""},
+		{"203.0.113.7", ""},
+		{"2001:db8::7", ""},
+		{"::ffff:203.0.113.7", ""},
+		{"::cb00:7107", ""}, // 203.0.113.7, IPv4-compatible
+	}
+	for _, c := range cases {
+		err := g.Check(netip.MustParseAddr(c.addr))
+		if c.rng == "" {
+			if err != nil {
+				t.Errorf("Check(%s) = %v, want allowed", c.addr, err)
+			}
+			continue
+		}
+		var de *DeniedError
+		if !errors.As(err, &de) || de.Range.String() != c.rng {
+			t.Errorf("Check(%s) = %v, want denied by %s", c.addr, err, c.rng)
+		}
+	}
+	// IPv4-compatible loopback is loopback, but :: and ::1 are not IPv4 addresses.
+	for _, a := range []string{"::7f00:1", "::127.0.0.1", "::1", "::"} {
+		if err := g.Check(netip.MustParseAddr(a)); err == nil || !strings.Contains(err.Error(), "loopback or unspecified") {
+			t.Errorf("Check(%s) = %v, want refused as loopback or unspecified", a, err)
+		}
+	}
+	// CheckURL sees the same, for literals in URLs.
+	for _, u := range []string{"http://[::a9fe:a9fe]/latest/meta-data/", "http://100.100.100.200/latest/meta-data/", "http://168.63.129.16/machine", "http://[fe80::1%25eth0]:8080/"} {
+		if err := g.CheckURL(context.Background(), u); err == nil || !strings.Contains(err.Error(), "denied range") {
+			t.Errorf("CheckURL(%s) = %v, want refused", u, err)
+		}
+	}
+}
+
+func TestCanonical(t *testing.T) {
+	for in, want := range map[string]string{
+		"::a9fe:a9fe": "169.254.169.254", "::ffff:a9fe:a9fe": "169.254.169.254", "::1": "::1", "::": "::",
+		"::ff": "::ff", "::1:0": "0.1.0.0", "2001:db8::1": "2001:db8::1", "10.0.0.1": "10.0.0.1", "fe80::1%eth0": "fe80::1%eth0",
+	} {
+		if got := Canonical(netip.MustParseAddr(in)).String(); got != want {
+			t.Errorf("Canonical(%s) = %s, want %s", in, got, want)
 		}
 	}
 }

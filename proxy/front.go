@@ -32,6 +32,12 @@ type front struct {
 	mu      sync.Mutex
 	conns   map[*frontConn]struct{}
 	closing atomic.Bool
+	// draining: the proxy is shutting down but still serving (the shutdown delay). Every
+	// response then ends its connection with Connection: close, so that keep-alive clients
+	// reconnect, through the Service, to a proxy that stays, before this one stops
+	// listening. Closing an idle kept-alive connection instead races with the client's next
+	// request, which then fails.
+	draining atomic.Bool
 }
 
 // maxFastBody is the largest request body the front end reads before forwarding;

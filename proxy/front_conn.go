@@ -58,7 +58,7 @@ func (fc *frontConn) serve() {
 			fc.handoff("header count") // net/http's side answers 431
 			return
 		}
-		if !fc.serveOne() || fc.pr.close || fc.f.closing.Load() {
+		if !fc.serveOne() || fc.pr.close || fc.f.closing.Load() || fc.f.draining.Load() {
 			return
 		}
 	}

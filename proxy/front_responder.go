@@ -67,7 +67,7 @@ func (fc *frontConn) answer(code int, fields []wire.Field, body []byte) int {
 	out = strconv.AppendInt(out, int64(len(body)), 10)
 	out = append(out, "\r\n"...)
 	out = appendDate(out)
-	if fc.pr.close || fc.f.closing.Load() {
+	if fc.pr.close || fc.f.closing.Load() || fc.f.draining.Load() {
 		out = append(out, "Connection: close\r\n"...)
 		fc.pr.close = true
 	}
@@ -116,7 +116,7 @@ func (fc *frontConn) appendResponseHead(out []byte, req *request, head []byte, m
 	if !hasDate {
 		out = appendDate(out)
 	}
-	if mode == bodyClose || req.close || fc.f.closing.Load() {
+	if mode == bodyClose || req.close || fc.f.closing.Load() || fc.f.draining.Load() {
 		out = append(out, "Connection: close\r\n"...)
 		req.close = true // serve stops after this response
 	}

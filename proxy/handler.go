@@ -10,6 +10,8 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/slugway/slugway/proxy/dashboard"
+	"github.com/slugway/slugway/proxy/hostroute"
 	"github.com/slugway/slugway/proxy/routes"
 	"github.com/slugway/slugway/proxy/wire"
 )
@@ -24,12 +26,16 @@ type Handler struct {
 	metrics *metrics
 	budget  *retryBudget
 	h1, h2c http.RoundTripper
+	hosts   *hostroute.Domains // nil: no routing by host
+	hostErr error              // Options.HostDomains' error, returned by New
 
 	table atomic.Pointer[liveTable]
 
 	mu      sync.Mutex // serializes SetTable
 	slugs   map[string]*slugMetrics
 	unknown *slugMetrics
+
+	stats *dashboard.Recorder // per-slug figures for the dashboard; nil without it
 
 	hijacked sync.Map // upgraded (WebSocket) connections: net.Conn → struct{}, closed on shutdown
 }
@@ -48,6 +54,10 @@ func NewHandler(o Options) *Handler {
 		unknown: m.forSlug(unknownSlug),
 	}
 	h.h1, h.h2c = newTransports(&o)
+	h.hosts, h.hostErr = hostroute.New(o.HostDomains)
+	if o.Dashboard {
+		h.stats = dashboard.NewRecorder()
+	}
 	h.table.Store(&liveTable{routes: map[string]*liveRoute{}})
 	return h
 }

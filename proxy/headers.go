@@ -148,10 +148,16 @@ func (h *Handler) rewriteRequestHeader(req *request, out headerSink) error {
 		if len(req.conn) > 0 && wire.HasToken(req.conn, k) {
 			continue
 		}
+		if req.trace != nil && isTraceField(k) {
+			continue // replaced by the proxy span's below
+		}
 		if !httpguts.ValidHeaderFieldName(k) {
 			return fmt.Errorf("invalid request header field name %q", k)
 		}
 		out.field(k, v)
+	}
+	if req.trace != nil {
+		req.trace.traceFields(out)
 	}
 	if wire.HasToken(req.te, "trailers") {
 		out.field("Te", "trailers")

@@ -112,7 +112,13 @@ func (s *slugMetrics) upstreamError(kind string) {
 	s.vecs.upstreamErr.WithLabelValues(s.slug, kind).Inc()
 }
 
-// forget removes the series of a slug that left the table.
+// forget removes every series of a slug that left the table, so that churning slug
+// names cannot grow /metrics without bound.
 func (m *metrics) forget(slug string) {
 	m.endpoints.DeleteLabelValues(slug)
+	m.duration.DeleteLabelValues(slug)
+	m.retries.DeleteLabelValues(slug)
+	m.ejections.DeleteLabelValues(slug)
+	m.requests.DeletePartialMatch(prometheus.Labels{"slug": slug})
+	m.upstreamErr.DeletePartialMatch(prometheus.Labels{"slug": slug})
 }

@@ -15,10 +15,16 @@ func (h *Handler) observe(req *request, sm *slugMetrics, code int, abort bool) {
 	d := req.end.Sub(req.start)
 	sm.count(code)
 	sm.duration.Observe(d.Seconds())
+	h.stats.Observe(sm.slug, code, d)
 	if h.opts.AccessLog { // copies: the front end's strings point into its read buffer
-		h.log.Info("access", "slug", sm.slug, "method", strings.Clone(req.method), "target", strings.Clone(req.rawTarget), "proto", req.proto,
-			"status", code, "duration", d, "remote", req.remote, "aborted", abort)
+		kv := []any{"slug", sm.slug, "method", strings.Clone(req.method), "target", strings.Clone(req.rawTarget), "proto", req.proto,
+			"status", code, "duration", d, "remote", req.remote, "aborted", abort}
+		if id := req.trace.traceID(); id != "" {
+			kv = append(kv, "trace_id", id)
+		}
+		h.log.Info("access", kv...)
 	}
+	h.endTrace(req, code, abort)
 }
 
 func remoteIP(addr string) string {

@@ -9,6 +9,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/slugway/slugway/proxy/routes"
+	"github.com/slugway/slugway/tracing"
 )
 
 // Options configure the proxy. The zero value of each field means its documented default.
@@ -23,6 +24,11 @@ type Options struct {
 	// Listener, TLSListener and AdminListener, when set, are used instead of
 	// binding the addresses above (tests bind port 0 themselves).
 	Listener, TLSListener, AdminListener net.Listener
+
+	// HostDomains route requests whose host is <slug>.<domain>, for one of
+	// these domains, to that slug, paths unchanged (package hostroute; checked
+	// by New). Other hosts keep path routing. Empty: path routing only.
+	HostDomains []string
 
 	// TrustedProxies are the peers whose X-Forwarded-For/-Proto/-Host are kept and extended.
 	TrustedProxies []netip.Prefix
@@ -105,6 +111,11 @@ type Options struct {
 
 	// AccessLog logs one line per request.
 	AccessLog bool
+	// Tracing, when set, records a span per request and sends the instance its
+	// traceparent (tracing.go); nil, the default, is tracing off.
+	Tracing *tracing.Tracing
+	// Dashboard serves the live dashboard at /dashboard/ on the admin port (package dashboard).
+	Dashboard bool
 	// Pprof serves /debug/pprof/ on the admin port.
 	Pprof  bool
 	Logger logr.Logger

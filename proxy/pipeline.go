@@ -55,6 +55,7 @@ type responder interface {
 func (h *Handler) pipeline(req *request, res routed, rw responder) (abort bool) {
 	var code int
 	sm := res.sm
+	h.startTrace(req, res)
 	switch {
 	case res.rt == nil:
 		var extra []wire.Field
@@ -91,6 +92,7 @@ func (h *Handler) forward(req *request, rt *liveRoute, rw responder) (code int, 
 			return true
 		}
 		tried++
+		req.trace.attempt(b)
 		var started bool // the response began: it cannot be replaced by another
 		var err error
 		if b.pool != nil && pooled(req) {
@@ -117,6 +119,7 @@ func (h *Handler) forward(req *request, rt *liveRoute, rw responder) (code int, 
 			code = writeError(rw, http.StatusBadRequest, "reading the request body failed", rt.slug)
 		default:
 			done = false
+			req.trace.failure(b, kind, ejects(kind))
 			return h.failed(rt, b, kind, attempt, err, req.replayable() && req.ctx.Err() == nil, req.idempotent)
 		}
 		return false

@@ -57,6 +57,7 @@ type Proxy struct {
 	handler *Handler
 	watcher *watcher
 	ready   atomic.Bool
+	dash    *dashboardSource // nil unless Options.Dashboard
 
 	ln, tlsLn, adminLn net.Listener
 }
@@ -80,6 +81,10 @@ func New(cfg *rest.Config, o Options) (*Proxy, error) {
 		return nil, errors.New("TLS needs both a certificate and a key file (--tls-cert-file and --tls-key-file)")
 	}
 	p := &Proxy{opts: o, log: o.Logger, handler: NewHandler(o)}
+	if err := p.handler.hostErr; err != nil {
+		return nil, fmt.Errorf("--host-domains: %w", err)
+	}
+	p.dash = newDashboardSource(p, &o)
 	w, err := newWatcher(cfg, p.handler, o)
 	if err != nil {
 		return nil, err
@@ -159,9 +164,18 @@ func (p *Proxy) Run(ctx context.Context) error {
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true) // h2c with prior knowledge
 	protos.SetHTTP2(true)
+	// While draining, HTTP/1 responses served by net/http end their connection too (see
+	// front.draining); HTTP/2 clients get GOAWAY from Shutdown.
+	var draining atomic.Bool
+	drainAware := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 1 && draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		p.handler.ServeHTTP(w, r)
+	})
 	newServer := func() *http.Server {
 		return &http.Server{
-			Handler:           p.handler,
+			Handler:           drainAware,
 			ConnContext:       framing.ConnContext, // the TLS state of HTTP/1.x over TLS (framing.TLSListener)
 			ReadHeaderTimeout: o.ReadHeaderTimeout,
 			IdleTimeout:       o.IdleTimeout,
@@ -205,7 +219,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 			go func() { errc <- serveErr("TLS traffic", s.Serve(tl)) }()
 		}
 	}
-	p.log.Info("proxy listening", "addr", p.Addr(), "tls", p.TLSAddr(), "admin", p.AdminAddr(), "lbPolicy", o.LBPolicy)
+	p.log.Info("proxy listening", "addr", p.Addr(), "tls", p.TLSAddr(), "admin", p.AdminAddr(), "lbPolicy", o.LBPolicy, "hostDomains", p.handler.hosts.Names())
 
 	var runErr error
 	select {
@@ -217,6 +231,10 @@ func (p *Proxy) Run(ctx context.Context) error {
 		}
 	}
 	p.ready.Store(false)
+	draining.Store(true)
+	if fe != nil {
+		fe.draining.Store(true)
+	}
 	p.log.Info("shutting down: draining requests in flight", "delay", o.ShutdownDelay, "drainTimeout", o.DrainTimeout)
 	if runErr == nil && o.ShutdownDelay > 0 {
 		time.Sleep(o.ShutdownDelay)
@@ -272,6 +290,7 @@ func (p *Proxy) adminMux() *http.ServeMux {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(p.handler.Registry(), promhttp.HandlerOpts{}))
+	p.dash.mount(mux)
 	if p.opts.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

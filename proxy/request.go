@@ -18,6 +18,7 @@ type request struct {
 	rawTarget string // as the client sent it (logs)
 	target    target
 	host      string
+	sni       string // the TLS server name (net/http's side, on --tls-listen)
 	proto     string // "HTTP/1.1", "HTTP/2.0", ...
 	remote    string // the peer's address
 	remoteIP  string
@@ -26,6 +27,7 @@ type request struct {
 	upgrade   string // the protocol an HTTP/1.1 upgrade asks for, or ""
 	start     time.Time
 	end       time.Time // set by observe
+	trace     *reqTrace // the request's span (tracing.go); nil with tracing off
 
 	// fields are the header fields as received (Host included or not); scan
 	// fills the rest from them.
@@ -93,7 +95,7 @@ func (r *request) replayable() bool {
 }
 
 // target is a request target split by slugpath: the slug, the raw path (which
-// starts with "/<slug>") and the raw query.
+// starts with "/<slug>" unless the slug came from the host name) and the raw query.
 type target struct {
 	slug, path, query string
 	hasQuery          bool // a "?" was present, perhaps with an empty query

@@ -15,7 +15,7 @@ import (
 // replayable: nothing of its body was consumed.
 func (h *Handler) failed(rt *liveRoute, b *backend, kind errKind, attempt int, err error, replayable, idempotent bool) bool {
 	rt.m.upstreamError(kind.String())
-	if kind == errDial || kind == errReset {
+	if ejects(kind) {
 		b.eject(h.opts.EjectBase, h.opts.EjectMax)
 	}
 	h.log.V(1).Info("upstream attempt failed", "slug", rt.slug, "instance", *b.key.Load(), "kind", kind.String(), "attempt", attempt, "error", err.Error())
@@ -30,6 +30,9 @@ func (h *Handler) failed(rt *liveRoute, b *backend, kind errKind, attempt int, e
 	rt.m.retries.Inc()
 	return true
 }
+
+// ejects reports the failures that take an instance out of rotation: connection failures.
+func ejects(kind errKind) bool { return kind == errDial || kind == errReset }
 
 // safeMethod reports a method that may be sent again after it may have reached
 // an instance (request.scan adds requests with an Idempotency-Key).

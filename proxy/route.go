@@ -31,14 +31,15 @@ type routed struct {
 }
 
 // lookup is the one route lookup of both servers: it parses the request
-// target into req.target and finds the slug's route in the current table.
+// target into req.target, takes the slug from the host name or the path
+// (routeTarget), and finds the slug's route in the current table.
 // It takes no lock and allocates nothing.
 func (h *Handler) lookup(req *request) routed {
 	if req.method == http.MethodConnect {
 		return routed{sm: h.unknown, code: http.StatusMethodNotAllowed, msg: "CONNECT is not supported: slugway is a reverse proxy, not a forward proxy",
 			extra: wire.Field{Name: "Allow", Value: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"}}
 	}
-	t, perr := parseTarget(req.rawTarget)
+	t, perr := h.routeTarget(req)
 	if perr != nil {
 		return routed{sm: h.unknown, code: perr.Status, msg: perr.Msg}
 	}

@@ -53,6 +53,9 @@ func (h *Handler) newRequest(w http.ResponseWriter, r *http.Request) *request {
 		contentLength: r.ContentLength,
 		ctx:           r.Context(),
 	}
+	if r.TLS != nil {
+		req.sni = r.TLS.ServerName
+	}
 	n := 0
 	for _, vv := range r.Header {
 		n += len(vv)

@@ -98,7 +98,15 @@ func (hr *httpResponder) relayTransport(resp *http.Response) error {
 	hr.stream = resp.ContentLength < 0 || isEventStream(dst)
 	hr.status = resp.StatusCode
 	hr.commit()
-	if _, err := relayBody(hr, resp.Body); err != nil {
+	_, err := relayBody(hr, resp.Body)
+	if hr.r.ProtoMajor == 2 && hr.r.Body != nil {
+		// The instance's response ended while the client may still be sending (a
+		// gRPC status in the middle of a bidi stream): stop relaying the client's
+		// body, or resp.Body.Close waits for a body write that never ends. An
+		// HTTP/2 request body closes without blocking; HTTP/1.1's would read on.
+		hr.r.Body.Close()
+	}
+	if err != nil {
 		return err
 	}
 	hr.trailers(resp.Trailer)

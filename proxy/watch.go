@@ -50,9 +50,10 @@ type watcher struct {
 
 func newWatcher(cfg *rest.Config, h *Handler, o Options) (*watcher, error) {
 	noCopy := true
+	// The transform keeps only what routes.Build reads: owners' annotations and labels do not fill the cache.
 	c, err := cache.New(cfg, cache.Options{
 		Scheme:                       kubeclient.Scheme(),
-		DefaultTransform:             cache.TransformStripManagedFields(),
+		DefaultTransform:             registry.TrimForProxy,
 		DefaultUnsafeDisableDeepCopy: &noCopy, // BuildSlug only reads
 	})
 	if err != nil {

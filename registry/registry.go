@@ -7,9 +7,7 @@ package registry
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"slices"
-	"strings"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -20,7 +18,7 @@ import (
 const (
 	// IndexSlug indexes Instances by spec.slug.
 	IndexSlug = "spec.slug"
-	// IndexURL indexes Instances by their normalized spec.url (see NormalizeURL).
+	// IndexURL indexes Instances by the canonical key of spec.url (see URLKey).
 	IndexURL = "spec.url.normalized"
 )
 
@@ -50,29 +48,6 @@ func IndexInstanceSlug(o client.Object) []string {
 		return []string{inst.Spec.Slug}
 	}
 	return nil
-}
-
-// NormalizeURL returns the form under which two instance URLs count as the same
-// endpoint: lowercase scheme and host, default port dropped, no trailing slash.
-// An unparsable URL is returned as is.
-func NormalizeURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return raw
-	}
-	scheme := strings.ToLower(u.Scheme)
-	host := strings.ToLower(u.Hostname())
-	port := u.Port()
-	if (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
-		port = ""
-	}
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	if port != "" {
-		host += ":" + port
-	}
-	return scheme + "://" + host + strings.TrimSuffix(u.EscapedPath(), "/")
 }
 
 // Holds reports whether instance a takes precedence over b for a URL both claim:
@@ -127,4 +102,25 @@ func (a Access) Privileged(username string, groups []string) bool {
 // Owns reports whether username owns the slug claimed by sa.
 func Owns(username string, sa *slugwayv1.ServiceAccount) bool {
 	return sa != nil && sa.Spec.Owner != "" && sa.Spec.Owner == username
+}
+
+// LabelClaimUID is the label on an Instance that records which claim of its slug it
+// was admitted under: the UID of the slug's ServiceAccount at admission. The mutating
+// webhook sets it at creation and nobody but the controller may change it, so an
+// Instance admitted for a claim that was since released (and perhaps claimed again by
+// someone else, under a new UID) never belongs to the new claim.
+const LabelClaimUID = "slugway.io/claim-uid"
+
+// BoundToClaim reports whether inst belongs to the claim sa, the slug's current
+// ServiceAccount: its recorded claim UID is sa's. An Instance without the label
+// (created before claims were recorded, or while the webhook was not installed) counts
+// as bound when it was created no earlier than sa: it cannot stem from an earlier claim.
+func BoundToClaim(inst *slugwayv1.Instance, sa *slugwayv1.ServiceAccount) bool {
+	if sa == nil {
+		return false
+	}
+	if uid, ok := inst.Labels[LabelClaimUID]; ok {
+		return uid != "" && uid == string(sa.UID)
+	}
+	return !inst.CreationTimestamp.Before(&sa.CreationTimestamp)
 }

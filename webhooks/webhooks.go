@@ -30,10 +30,12 @@ const (
 	PathValidateInstance       = "/validate-slugway-io-v1alpha1-instance"
 	PathValidateServiceAccount = "/validate-slugway-io-v1alpha1-serviceaccount"
 	PathMutateServiceAccount   = "/mutate-slugway-io-v1alpha1-serviceaccount"
+	PathMutateInstance         = "/mutate-slugway-io-v1alpha1-instance"
 )
 
 // +kubebuilder:webhook:path=/validate-slugway-io-v1alpha1-instance,mutating=false,failurePolicy=fail,sideEffects=None,groups=slugway.io,resources=instances;instances/status,verbs=create;update;delete,versions=v1alpha1,name=vinstance.slugway.io,admissionReviewVersions=v1,timeoutSeconds=10
 // +kubebuilder:webhook:path=/validate-slugway-io-v1alpha1-serviceaccount,mutating=false,failurePolicy=fail,sideEffects=None,groups=slugway.io,resources=serviceaccounts;serviceaccounts/status,verbs=create;update;delete,versions=v1alpha1,name=vserviceaccount.slugway.io,admissionReviewVersions=v1,timeoutSeconds=10
+// +kubebuilder:webhook:path=/mutate-slugway-io-v1alpha1-instance,mutating=true,failurePolicy=fail,sideEffects=None,groups=slugway.io,resources=instances,verbs=create,versions=v1alpha1,name=minstance.slugway.io,admissionReviewVersions=v1,timeoutSeconds=10
 // +kubebuilder:webhook:path=/mutate-slugway-io-v1alpha1-serviceaccount,mutating=true,failurePolicy=fail,sideEffects=None,groups=slugway.io,resources=serviceaccounts,verbs=create,versions=v1alpha1,name=mserviceaccount.slugway.io,admissionReviewVersions=v1,timeoutSeconds=10
 
 // Config is what the webhooks need to decide.
@@ -46,6 +48,8 @@ type Config struct {
 	Deleters []string
 	// CheckURL, when set, vets an instance URL (the SSRF guard). Its error is shown to the user.
 	CheckURL func(ctx context.Context, rawURL string) error
+	// MaxInstances, when positive, is how many Instances one slug may have (--max-instances-per-slug).
+	MaxInstances int
 }
 
 // DefaultDeleters are the kube-controller-manager identities that delete objects on others' behalf.
@@ -64,6 +68,7 @@ func Register(mgr ctrl.Manager, cfg Config) {
 	srv.Register(PathValidateInstance, &webhook.Admission{Handler: &InstanceValidator{Config: cfg, Slugs: mgr.GetAPIReader(), Instances: mgr.GetClient(), Decoder: dec}})
 	srv.Register(PathValidateServiceAccount, &webhook.Admission{Handler: &ServiceAccountValidator{Config: cfg, Decoder: dec}})
 	srv.Register(PathMutateServiceAccount, &webhook.Admission{Handler: &ServiceAccountDefaulter{Decoder: dec}})
+	srv.Register(PathMutateInstance, &webhook.Admission{Handler: &InstanceClaimRecorder{Slugs: mgr.GetAPIReader(), Decoder: dec}})
 }
 
 // notOwner is the denial every ownership check gives: who, what, why, and who could.
@@ -146,8 +151,18 @@ func (v *InstanceValidator) Handle(ctx context.Context, req admission.Request) a
 	if req.Operation == "CREATE" || (req.Operation == "UPDATE" && old.Spec.Slug != inst.Spec.Slug) {
 		// Nobody, admins included, may pre-plant instances for a slug that is not claimed, or
 		// add them to a slug being released: they would be inherited by the slug's next claimant.
-		if resp, ok := v.requireLiveSlug(ctx, inst.Spec.Slug, verbOf(string(req.Operation)), what); !ok {
+		sa, resp, ok := v.requireLiveSlug(ctx, inst.Spec.Slug, verbOf(string(req.Operation)), what)
+		if !ok {
 			return resp
+		}
+		if resp, ok := v.requireRoom(ctx, inst.Spec.Slug, what); !ok {
+			return resp
+		}
+		if req.Operation == "CREATE" && inst.Labels[registry.LabelClaimUID] != string(sa.UID) {
+			// The mutating webhook recorded the claim it saw; the slug was released and
+			// claimed again since, or the label was set by hand.
+			return admission.Denied(fmt.Sprintf("%s carries %s=%q, but the current claim of slug %q has UID %q: the slug was released and claimed again while the instance was being created; create it again",
+				what, registry.LabelClaimUID, inst.Labels[registry.LabelClaimUID], inst.Spec.Slug, sa.UID))
 		}
 	}
 	if !privileged {
@@ -160,9 +175,21 @@ func (v *InstanceValidator) Handle(ctx context.Context, req admission.Request) a
 				return resp
 			}
 		}
+		// The claim the instance was admitted under is the controller's and admins' to
+		// change (an admin adopts an instance by setting it), never the owner's.
+		if was, now := old.Labels[registry.LabelClaimUID], inst.Labels[registry.LabelClaimUID]; req.Operation == "UPDATE" && was != now {
+			return admission.Denied(fmt.Sprintf("user %q may not change the label %s of %s from %q to %q: it records the claim of slug %q the instance was admitted under; delete the instance and create it again",
+				user, registry.LabelClaimUID, what, was, now, old.Spec.Slug))
+		}
 	}
-	if req.Operation == "CREATE" || (req.Operation == "UPDATE" && registry.NormalizeURL(old.Spec.URL) != registry.NormalizeURL(inst.Spec.URL)) {
-		return v.checkURLFree(ctx, &inst)
+	if req.Operation == "CREATE" || (req.Operation == "UPDATE" && old.Spec.URL != inst.Spec.URL) {
+		key, err := registry.URLKey(inst.Spec.URL)
+		if err != nil {
+			return admission.Denied(fmt.Sprintf("spec.url %q has no canonical form, so it cannot be checked against other slugs' URLs: %v", inst.Spec.URL, err))
+		}
+		if req.Operation == "CREATE" || registry.NormalizeURL(old.Spec.URL) != key {
+			return v.checkURLFree(ctx, &inst, key)
+		}
 	}
 	return admission.Allowed("")
 }
@@ -183,16 +210,34 @@ func (v *InstanceValidator) requireOwner(ctx context.Context, user, verb, what, 
 }
 
 // requireLiveSlug refuses a slug that is not claimed or whose ServiceAccount is being deleted.
-func (v *InstanceValidator) requireLiveSlug(ctx context.Context, slug, verb, what string) (admission.Response, bool) {
+func (v *InstanceValidator) requireLiveSlug(ctx context.Context, slug, verb, what string) (*slugwayv1.ServiceAccount, admission.Response, bool) {
 	var sa slugwayv1.ServiceAccount
 	if err := v.Slugs.Get(ctx, types.NamespacedName{Name: slug}, &sa); err != nil {
 		if apierrors.IsNotFound(err) {
-			return notClaimed(slug, verb, what), false
+			return nil, notClaimed(slug, verb, what), false
 		}
-		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("looking up slug %q: %w", slug, err)), false
+		return nil, admission.Errored(http.StatusInternalServerError, fmt.Errorf("looking up slug %q: %w", slug, err)), false
 	}
 	if !sa.DeletionTimestamp.IsZero() {
-		return admission.Denied(fmt.Sprintf("slug %q is being released (its ServiceAccount is being deleted, with its instances): wait until it is gone and claim it again before you create %s", slug, what)), false
+		return nil, admission.Denied(fmt.Sprintf("slug %q is being released (its ServiceAccount is being deleted, with its instances): wait until it is gone and claim it again before you create %s", slug, what)), false
+	}
+	return &sa, admission.Response{}, true
+}
+
+// requireRoom refuses an Instance beyond MaxInstances for its slug, for everyone: the
+// bound protects the controller's and the proxy's memory. It counts from the cache, so
+// creates racing within the cache's lag can overshoot by their number.
+func (v *InstanceValidator) requireRoom(ctx context.Context, slug, what string) (admission.Response, bool) {
+	if v.MaxInstances <= 0 {
+		return admission.Response{}, true
+	}
+	var list slugwayv1.InstanceList
+	if err := v.Instances.List(ctx, &list, client.MatchingFields{registry.IndexSlug: slug}); err != nil {
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("counting the instances of slug %q: %w", slug, err)), false
+	}
+	if n := len(list.Items); n >= v.MaxInstances {
+		return admission.Denied(fmt.Sprintf("slug %q already has %d instances, the most the controller's --max-instances-per-slug (%d) allows: delete instances it no longer needs before you create %s, or ask an admin to raise the limit",
+			slug, n, v.MaxInstances, what)), false
 	}
 	return admission.Response{}, true
 }
@@ -201,15 +246,20 @@ func notClaimed(slug, verb, what string) admission.Response {
 	return admission.Denied(fmt.Sprintf("slug %q is not claimed: create the ServiceAccount %q (kind ServiceAccount, apiVersion slugway.io/v1alpha1) before you %s %s", slug, slug, verb, what))
 }
 
-// checkURLFree refuses a URL already served by another slug's instance.
-func (v *InstanceValidator) checkURLFree(ctx context.Context, inst *slugwayv1.Instance) admission.Response {
+// checkURLFree refuses a URL already served by another slug's instance, in any
+// spelling: instances are indexed by the canonical key of their URL (registry.URLKey).
+func (v *InstanceValidator) checkURLFree(ctx context.Context, inst *slugwayv1.Instance, key string) admission.Response {
 	var same slugwayv1.InstanceList
-	if err := v.Instances.List(ctx, &same, client.MatchingFields{registry.IndexURL: registry.NormalizeURL(inst.Spec.URL)}); err != nil {
+	if err := v.Instances.List(ctx, &same, client.MatchingFields{registry.IndexURL: key}); err != nil {
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("looking up instances with URL %s: %w", inst.Spec.URL, err))
 	}
 	for _, o := range same.Items {
 		if o.Spec.Slug != inst.Spec.Slug && o.DeletionTimestamp.IsZero() && !(o.Namespace == inst.Namespace && o.Name == inst.Name) {
-			return admission.Denied(fmt.Sprintf("URL %s is already served by instance %s/%s of slug %q: one URL belongs to one slug", inst.Spec.URL, o.Namespace, o.Name, o.Spec.Slug))
+			spelled := ""
+			if o.Spec.URL != inst.Spec.URL {
+				spelled = fmt.Sprintf(" as %s (both are %s)", o.Spec.URL, key)
+			}
+			return admission.Denied(fmt.Sprintf("URL %s is already served by instance %s/%s of slug %q%s: one URL belongs to one slug", inst.Spec.URL, o.Namespace, o.Name, o.Spec.Slug, spelled))
 		}
 	}
 	return admission.Allowed("")
@@ -277,4 +327,38 @@ func (d *ServiceAccountDefaulter) Handle(_ context.Context, req admission.Reques
 		return admission.Allowed("owner and finalizer set")
 	}
 	return patchFrom(req.Object.Raw, &sa)
+}
+
+// InstanceClaimRecorder records, on every new Instance, the claim of its slug it is
+// admitted under: the label registry.LabelClaimUID set to the UID of the slug's
+// ServiceAccount, read from the apiserver. The controller and the proxy never count an
+// Instance whose recorded claim is not the slug's current one, so a slug that is
+// released and claimed again starts clean. An unclaimed slug is left to the
+// validating webhook, which refuses it.
+type InstanceClaimRecorder struct {
+	Slugs   client.Reader
+	Decoder admission.Decoder
+}
+
+// Handle implements admission.Handler.
+func (d *InstanceClaimRecorder) Handle(ctx context.Context, req admission.Request) admission.Response {
+	var inst slugwayv1.Instance
+	if err := d.Decoder.DecodeRaw(req.Object, &inst); err != nil {
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	var sa slugwayv1.ServiceAccount
+	if err := d.Slugs.Get(ctx, types.NamespacedName{Name: inst.Spec.Slug}, &sa); err != nil {
+		if apierrors.IsNotFound(err) {
+			return admission.Allowed("slug not claimed: the validating webhook refuses the instance")
+		}
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("looking up slug %q: %w", inst.Spec.Slug, err))
+	}
+	if inst.Labels[registry.LabelClaimUID] == string(sa.UID) {
+		return admission.Allowed("claim recorded")
+	}
+	if inst.Labels == nil {
+		inst.Labels = map[string]string{}
+	}
+	inst.Labels[registry.LabelClaimUID] = string(sa.UID)
+	return patchFrom(req.Object.Raw, &inst)
 }

@@ -36,6 +36,9 @@ const (
 // +kubebuilder:validation:XValidation:rule="!has(self.degradedAfter) || !has(self.timeout) || duration(self.degradedAfter) <= duration(self.timeout)",message="healthCheck.degradedAfter must not exceed healthCheck.timeout"
 // +kubebuilder:validation:XValidation:rule="!has(self.ttl) || duration(self.ttl) >= duration('1s')",message="healthCheck.ttl must be at least 1s"
 // +kubebuilder:validation:XValidation:rule="!has(self.timeout) || duration(self.timeout) > duration('0s')",message="healthCheck.timeout must be positive, for example 2s"
+// +kubebuilder:validation:XValidation:rule="!has(self.interval) || duration(self.interval) >= duration('1s')",message="healthCheck.interval must be at least 1s (at most 60 probes per instance per minute), for example 10s"
+// +kubebuilder:validation:XValidation:rule="!has(self.interval) || duration(self.interval) <= duration('1h')",message="healthCheck.interval must be at most 1h, for example 10s"
+// +kubebuilder:validation:XValidation:rule="!has(self.timeout) || duration(self.timeout) <= duration('30s')",message="healthCheck.timeout must be at most 30s: a probe holds one of the controller's probe workers for up to its timeout"
 // +kubebuilder:validation:XValidation:rule="!has(self.degradedAfter) || duration(self.degradedAfter) > duration('0s')",message="healthCheck.degradedAfter must be positive, for example 1s"
 type HealthCheck struct {
 	// Type is http (the default), tcp or heartbeat.
@@ -50,13 +53,13 @@ type HealthCheck struct {
 	// +optional
 	Path string `json:"path,omitempty"`
 
-	// Interval between probes.
+	// Interval between probes: at least 1s, at most 1h.
 	// +kubebuilder:default="10s"
 	// +kubebuilder:validation:Format=duration
 	// +optional
 	Interval *metav1.Duration `json:"interval,omitempty"`
 
-	// Timeout of one probe. Must be less than interval.
+	// Timeout of one probe: less than interval, at most 30s.
 	// +kubebuilder:default="2s"
 	// +kubebuilder:validation:Format=duration
 	// +optional
@@ -95,6 +98,11 @@ const (
 	DefaultInterval = 10 * time.Second
 	DefaultTimeout  = 2 * time.Second
 	DefaultTTL      = 30 * time.Second
+
+	// MinInterval, MaxInterval and MaxTimeout are the bounds the CRD's schema enforces.
+	MinInterval = time.Second
+	MaxInterval = time.Hour
+	MaxTimeout  = 30 * time.Second
 )
 
 func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
@@ -177,6 +185,8 @@ const (
 	ReasonSlugClaimed         = "SlugClaimed"
 	ReasonSlugNotFound        = "SlugNotFound"
 	ReasonURLConflict         = "URLConflict"
+	ReasonURLInvalid          = "URLInvalid"
+	ReasonClaimMismatch       = "ClaimMismatch"
 	ReasonProbeSucceeded      = "ProbeSucceeded"
 	ReasonProbeSlow           = "ProbeSlow"
 	ReasonProbeFailed         = "ProbeFailed"

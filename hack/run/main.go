@@ -52,6 +52,8 @@ func run() error {
 
 	var kubeconfig string
 	var controllerArgs []string
+	var identities map[string]string         // service -> kubeconfig of its own identity (embedded only)
+	var handOver func(context.Context) error // gives slugs an earlier run registered as the admin to their service
 	switch *cluster {
 	case "embedded":
 		// A crashed or killed earlier run may have left its etcd holding the data directory.
@@ -77,6 +79,10 @@ func run() error {
 		}
 		w := env.WebhookInstallOptions
 		step("installed the CRDs and the admission webhooks (served by the controller on %s:%d)", w.LocalServingHost, w.LocalServingPort)
+		if identities, handOver, err = demoIdentities(ctx, env, *dataDir, "skeleton-svc", "grpc-svc"); err != nil {
+			return err
+		}
+		step("skeleton-svc and grpc-svc register as %s and %s", serviceAccountUser("skeleton-svc"), serviceAccountUser("grpc-svc"))
 		controllerArgs = []string{
 			"--webhook-host", w.LocalServingHost, "--webhook-port", fmt.Sprint(w.LocalServingPort), "--webhook-cert-dir", w.LocalServingCertDir,
 		}
@@ -126,10 +132,18 @@ func run() error {
 	if err := start("controller", nil, filepath.Join(bin, "slugway"), append([]string{"controller"}, controllerArgs...)...); err != nil {
 		return err
 	}
-	if err := start("proxy", nil, filepath.Join(bin, "slugway"), "proxy", "--listen", *proxyAddr, "--admin-listen", "127.0.0.1:9080", "--allow-loopback"); err != nil {
+	if err := start("proxy", nil, filepath.Join(bin, "slugway"), "proxy", "--listen", *proxyAddr, "--admin-listen", "127.0.0.1:9080", "--allow-loopback", "--host-domains", "localhost", "--dashboard"); err != nil {
 		return err
 	}
-	if err := start("skeleton-svc", []string{"SELF_URL=http://127.0.0.1:9311", "LISTEN_ADDR=127.0.0.1:9311"}, filepath.Join(bin, "skeleton-svc")); err != nil {
+	if handOver != nil {
+		if err := handOver(ctx); err != nil {
+			return fmt.Errorf("handing the example slugs to their identities: %w", err)
+		}
+	}
+	if err := start("skeleton-svc", serviceEnv(identities, "skeleton-svc", "127.0.0.1:9311"), filepath.Join(bin, "skeleton-svc")); err != nil {
+		return err
+	}
+	if err := start("grpc-svc", serviceEnv(identities, "grpc-svc", "127.0.0.1:9312"), filepath.Join(bin, "grpc-svc")); err != nil {
 		return err
 	}
 
@@ -137,6 +151,10 @@ func run() error {
 	url := "http://" + *proxyAddr + "/skeleton-svc/hello"
 	body, err := waitFor(ctx, url, procs, 90*time.Second)
 	if err != nil {
+		return err
+	}
+	step("waiting for grpc-svc to answer through the proxy, by host name %s", grpcAuthority)
+	if err := waitForGRPC(ctx, *proxyAddr, 60*time.Second); err != nil {
 		return err
 	}
 	kubectlDir := filepath.Join(bin, "k8s-"+testenv.K8sVersion)
@@ -149,13 +167,14 @@ In another terminal:
   export PATH=%s:$PATH     # kubectl %s, built by hack/controlplane.sh
 
   curl %s/skeleton-svc/hello
+  curl http://skeleton-svc.localhost:%s/skeleton-svc/hello     # the same slug, routed by host name
   kubectl get instances -A
   kubectl get slugway
-
+%s%s
 Proxy: http://%s   (admin: http://127.0.0.1:9080/metrics)
 Logs:  %s
 Press Ctrl-C to stop everything.
-`, url, strings.TrimSpace(body), kubeconfig, kubectlDir, testenv.K8sVersion, *proxyAddr, *proxyAddr, logs)
+`, url, strings.TrimSpace(body), kubeconfig, kubectlDir, testenv.K8sVersion, *proxyAddr, proxyPort(*proxyAddr), grpcWalkthrough(*proxyAddr), ownershipWalkthrough(identities), *proxyAddr, logs)
 
 	// Run until Ctrl-C, or until a child dies.
 	for {

@@ -876,9 +876,8 @@ func startChurn(ctx context.Context, cl client.Client, c config, rate float64) *
 	for range 16 {
 		go func() {
 			for i := range jobs {
-				inst := &slugwayv1.Instance{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", slugName(i%c.Slugs), i/c.Slugs), Namespace: namespace}}
-				patch := fmt.Sprintf(`{"status":{"lastHeartbeat":%q}}`, time.Now().UTC().Format(time.RFC3339))
-				if err := cl.Status().Patch(ctx, inst, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
+				key := types.NamespacedName{Namespace: namespace, Name: fmt.Sprintf("%s-%d", slugName(i%c.Slugs), i/c.Slugs)}
+				if err := kubeclient.PatchHeartbeat(ctx, cl, key, time.Now()); err != nil {
 					if ctx.Err() == nil {
 						ch.errors.Add(1)
 					}

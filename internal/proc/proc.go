@@ -1,5 +1,5 @@
 // Package proc runs the slugway binaries as child processes, for `make run` and the
-// end-to-end tests: each in its own process group, its output in a log file, stopped
+// end-to-end tests: each in its own session and process group, its output in a log file, stopped
 // with SIGTERM (then SIGKILL), and killed by the kernel if the parent dies first.
 package proc
 
@@ -43,7 +43,14 @@ func Start(name, logDir string, env []string, tee io.Writer, bin string, args ..
 		out = io.MultiWriter(f, tee)
 	}
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// A session of its own (which is also a process group of its own, for Stop), as if
+	// started from a terminal of its own. The kernel's autogroup scheduler (on by default)
+	// shares CPU time between sessions first: children left in the parent's session share
+	// one share between them: with wrk in another terminal on an otherwise idle 2-core
+	// machine, make run's proxy and skeleton-svc get one core between them, where the same
+	// binaries started by hand get two thirds of a core each (docs/benchmarks.md, "The
+	// proxy as make run starts it").
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		_ = f.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)

@@ -2,6 +2,7 @@ package routes
 
 import (
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
+	"github.com/slugway/slugway/registry"
 )
 
 // InstanceChanged reports whether an update from old to new can change what Build
@@ -16,12 +17,14 @@ func InstanceChanged(old, new *slugwayv1.Instance) bool {
 		old.Spec.Slug != new.Spec.Slug || old.Spec.URL != new.Spec.URL || old.Spec.AppProtocol != new.Spec.AppProtocol ||
 		old.DeletionTimestamp.IsZero() != new.DeletionTimestamp.IsZero() ||
 		old.Status.Status != new.Status.Status ||
-		owned(old) != owned(new)
+		owned(old) != owned(new) ||
+		old.Labels[registry.LabelClaimUID] != new.Labels[registry.LabelClaimUID]
 }
 
 // SlugChanged reports whether an update of a ServiceAccount can change what Build
 // returns: Build reads only its name and whether it is being deleted, not its
 // status (instance counts, which change with every health transition).
 func SlugChanged(old, new *slugwayv1.ServiceAccount) bool {
-	return old.Name != new.Name || old.DeletionTimestamp.IsZero() != new.DeletionTimestamp.IsZero()
+	return old.Name != new.Name || old.UID != new.UID || !old.CreationTimestamp.Equal(&new.CreationTimestamp) ||
+		old.DeletionTimestamp.IsZero() != new.DeletionTimestamp.IsZero()
 }

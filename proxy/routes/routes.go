@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
+	"github.com/slugway/slugway/registry"
 )
 
 // Endpoint is one routable instance.
@@ -83,7 +84,8 @@ func Build(slugs []slugwayv1.ServiceAccount, instances []slugwayv1.Instance) *Ta
 // BuildSlug computes the route of one slug from its ServiceAccount (nil when there
 // is none: the slug is unknown and BuildSlug returns nil) and the instances whose
 // spec.slug names it; instances of other slugs are ignored. An instance is routable when:
-//   - its slug's ServiceAccount exists and is not being deleted;
+//   - its slug's ServiceAccount exists and is not being deleted, and the instance was
+//     admitted under that ServiceAccount's claim (registry.BoundToClaim);
 //   - its Owned condition is True (the slug is claimed and its URL is not held by
 //     another slug) and was written for the instance's current generation;
 //   - its status is Healthy, or Degraded when none of the slug's instances is Healthy;
@@ -112,8 +114,8 @@ func buildSlug(sa *slugwayv1.ServiceAccount, instances []*slugwayv1.Instance) *R
 	}
 	var healthy, degraded []Endpoint
 	for _, inst := range instances {
-		if !inst.DeletionTimestamp.IsZero() || !owned(inst) {
-			continue
+		if !inst.DeletionTimestamp.IsZero() || !owned(inst) || !registry.BoundToClaim(inst, sa) {
+			continue // BoundToClaim: admitted for an earlier claim of the slug (issue #14)
 		}
 		switch inst.Status.Status {
 		case slugwayv1.HealthHealthy, slugwayv1.HealthDegraded:

@@ -28,10 +28,11 @@ func TestWebhookDownFailsClosed(t *testing.T) {
 	})
 
 	const down = `failed calling webhook "vinstance.slugway.io"`
+	const downOnCreate = `failed calling webhook "minstance.slugway.io"` // the claim recorder runs first
 	heartbeat := []byte(`{"status":{"lastHeartbeat":"` + time.Now().UTC().Format("2006-01-02T15:04:05.000000Z") + `"}}`)
-	denied(t, "alice creates an instance", alice.Create(ctx, instance("team-a", "while-down", "skeleton-svc", freshURL())), down)
-	denied(t, "mallory creates an instance", mallory.Create(ctx, instance("team-b", "while-down", "skeleton-svc", freshURL())), down)
-	denied(t, "an admin (system:masters) creates an instance", env.Client.Create(ctx, instance("team-a", "while-down", "skeleton-svc", freshURL())), down)
+	denied(t, "alice creates an instance", alice.Create(ctx, instance("team-a", "while-down", "skeleton-svc", freshURL())), downOnCreate)
+	denied(t, "mallory creates an instance", mallory.Create(ctx, instance("team-b", "while-down", "skeleton-svc", freshURL())), downOnCreate)
+	denied(t, "an admin (system:masters) creates an instance", env.Client.Create(ctx, instance("team-a", "while-down", "skeleton-svc", freshURL())), downOnCreate)
 	denied(t, "alice updates her instance", updateAs(alice, inst, func(i *slugwayv1.Instance) { i.Spec.URL = freshURL() }), down)
 	denied(t, "mallory patches it", mallory.Patch(ctx, inst, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"url":"http://127.0.0.1:1/"}}`))), down)
 	denied(t, "alice renews its heartbeat", alice.Status().Patch(ctx, inst, client.RawPatch(types.MergePatchType, heartbeat)), down)

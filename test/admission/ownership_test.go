@@ -275,6 +275,8 @@ func TestMovingAnInstance(t *testing.T) {
 	denied(t, "mallory recreates it under alice's slug", mallory.Create(ctx, instance("team-b", "mover", "skeleton-svc", mine.Spec.URL)), notAlices)
 	denied(t, "mallory recreates it in alice's namespace", mallory.Create(ctx, instance("team-a", "mover", "skeleton-svc", mine.Spec.URL)), notAlices)
 	allowed(t, "alice recreates her instance in another namespace", alice.Create(ctx, instance("team-b", "skeleton-move", "skeleton-svc", freshURL())))
+	// Other tests check that team-b holds no skeleton-svc instance mallory planted.
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, instance("team-b", "skeleton-move", "", "")) })
 }
 
 // TestURLConflict: one URL belongs to one slug; a second slug cannot register it, in any spelling.
@@ -295,6 +297,40 @@ func TestURLConflict(t *testing.T) {
 	denied(t, "bob switches his instance to alice's URL", updateAs(bob, mine, func(i *slugwayv1.Instance) { i.Spec.URL = url }), want...)
 	denied(t, "even an admin cannot register a held URL under another slug", root.Create(ctx, instance("team-b", "taker-2", "url-b-svc", url)), want...)
 	allowed(t, "alice registers the same URL again under her own slug", alice.Create(ctx, instance("team-b", "holder-2", "url-a-svc", url)))
+}
+
+// TestURLConflictInEverySpelling: each alias of a held URL that issue #14 found
+// admitted for a second slug (and became Owned there) is refused, with a message
+// naming the holder and the canonical form both spellings share; ".." is refused outright.
+func TestURLConflictInEverySpelling(t *testing.T) {
+	ctx := context.Background()
+	claim(t, alice, "alias-a-svc")
+	claim(t, bob, "alias-b-svc")
+	n := 20000 + int(port.Add(1))
+	ip := fmt.Sprintf("http://127.0.0.1:%d", n)
+	name := fmt.Sprintf("http://skeleton.alias.test:%d/api", n)
+	for i, u := range []string{ip, name} {
+		held := instance("team-a", fmt.Sprintf("alias-holder-%d", i), "alias-a-svc", u)
+		mustCreate(t, alice, held)
+		reconciled(t, held)
+	}
+	for i, c := range []struct{ spelling, key string }{
+		{ip + "//", ip},
+		{fmt.Sprintf("http://127.0.0.1:0%d", n), ip},
+		{fmt.Sprintf("http://[::ffff:127.0.0.1]:%d", n), ip},
+		{fmt.Sprintf("http://[::127.0.0.1]:%d", n), ip},
+		{ip + "/.", ip},
+		{fmt.Sprintf("http://127.1:%d/", n), ip},
+		{fmt.Sprintf("http://skeleton.alias.test.:%d/api", n), name},
+		{fmt.Sprintf("HTTP://Skeleton.Alias.Test:%d//api/./", n), name},
+	} {
+		denied(t, "bob registers "+c.spelling, bob.Create(ctx, instance("team-b", fmt.Sprintf("alias-taker-%d", i), "alias-b-svc", c.spelling)),
+			`is already served by instance team-a/alias-holder-`, `of slug "alias-a-svc"`, "(both are "+c.key+")", "one URL belongs to one slug")
+	}
+	denied(t, "bob registers a path with ..", bob.Create(ctx, instance("team-b", "alias-dotdot", "alias-b-svc", name+"/../api")),
+		`has no canonical form`, `".." segment`)
+	// An alias of her own URL is fine for alice: one slug may list an endpoint twice.
+	allowed(t, "alice registers an alias of her own URL", alice.Create(ctx, instance("team-b", "alias-holder-again", "alias-a-svc", ip+"//")))
 }
 
 // TestReleasedSlugIsNotInherited: deleting a ServiceAccount deletes its instances (the

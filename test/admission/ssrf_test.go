@@ -53,7 +53,7 @@ func TestSSRFRefusedAtDialAfterRebinding(t *testing.T) {
 	resolver.set("rebind.test", "127.0.0.1")
 	claim(t, alice, "rebind-svc")
 	hc := slugwayv1.HealthCheck{
-		Interval:           &metav1.Duration{Duration: 300 * time.Millisecond},
+		Interval:           &metav1.Duration{Duration: time.Second},
 		Timeout:            &metav1.Duration{Duration: 200 * time.Millisecond},
 		DegradedAfter:      &metav1.Duration{Duration: 200 * time.Millisecond},
 		UnhealthyThreshold: 1,

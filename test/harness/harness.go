@@ -195,15 +195,15 @@ func (c *Cluster) StartControllerNamed(name string, webhooks bool, extra ...stri
 	})
 }
 
-// StartProxy runs a `slugway proxy` process (on the same address as before, if restarted)
-// and waits until /readyz answers 200.
+// StartProxy runs a `slugway proxy` process (on the same address as before, if restarted),
+// routing <slug>.localhost by host name as make run's does, and waits until /readyz answers 200.
 func (c *Cluster) StartProxy(extra ...string) error {
 	listen, admin := strings.TrimPrefix(c.ProxyURL, "http://"), strings.TrimPrefix(c.AdminURL, "http://")
 	if listen == "" {
 		listen, admin = FreeAddr(), FreeAddr()
 	}
 	p, err := proc.Start("proxy", c.logs(), []string{"KUBECONFIG=" + c.kubeconfig["admin"]}, nil, c.slugway,
-		append([]string{"proxy", "--listen", listen, "--admin-listen", admin, "--allow-loopback"}, extra...)...)
+		append([]string{"proxy", "--listen", listen, "--admin-listen", admin, "--allow-loopback", "--host-domains", "localhost"}, extra...)...)
 	if err != nil {
 		return err
 	}

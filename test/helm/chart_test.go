@@ -177,7 +177,7 @@ func checkWebhooks(t *testing.T, m manifests, ns string) {
 		verifyServingCert(t, h.cc.CABundle, secret.Data["tls.crt"], svc.Name+"."+ns+".svc")
 	}
 	slices.Sort(names)
-	if want := []string{"mserviceaccount.slugway.io", "vinstance.slugway.io", "vserviceaccount.slugway.io"}; !slices.Equal(names, want) {
+	if want := []string{"minstance.slugway.io", "mserviceaccount.slugway.io", "vinstance.slugway.io", "vserviceaccount.slugway.io"}; !slices.Equal(names, want) {
 		t.Errorf("webhooks %v, want %v", names, want)
 	}
 }

@@ -63,6 +63,12 @@ func TestInstanceHealthCheck(t *testing.T) {
 		{"explicit", instance("", healthCheck("type", "http", "path", "/ready", "interval", "5s", "timeout", "1s", "degradedAfter", "500ms", "healthyThreshold", 2, "unhealthyThreshold", 5)), nil},
 		{"heartbeat", instance("", healthCheck("type", "heartbeat", "ttl", "15s")), nil},
 		{"interval equals timeout", instance("", healthCheck("interval", "2s", "timeout", "2s")), []string{"healthCheck.interval must be greater than healthCheck.timeout"}},
+		// Issue #14's unbounded settings, and the bounds themselves.
+		{"a day-long check", instance("", healthCheck("interval", "25h", "timeout", "24h")), []string{"healthCheck.interval must be at most 1h", "healthCheck.timeout must be at most 30s"}},
+		{"a 2ms interval", instance("", healthCheck("interval", "2ms", "timeout", "1ms", "degradedAfter", "1ms")), []string{"healthCheck.interval must be at least 1s"}},
+		{"timeout above 30s", instance("", healthCheck("interval", "1m", "timeout", "31s")), []string{"healthCheck.timeout must be at most 30s"}},
+		{"the fastest check", instance("", healthCheck("interval", "1s", "timeout", "500ms")), nil},
+		{"the slowest check", instance("", healthCheck("interval", "1h", "timeout", "30s")), nil},
 		{"interval below timeout", instance("", healthCheck("interval", "1s", "timeout", "2s")), []string{"healthCheck.interval must be greater than healthCheck.timeout"}},
 		{"timeout above the default interval", instance("", healthCheck("timeout", "15s")), []string{"healthCheck.interval must be greater than healthCheck.timeout"}},
 		{"degradedAfter above timeout", instance("", healthCheck("timeout", "1s", "degradedAfter", "2s")), []string{"healthCheck.degradedAfter must not exceed healthCheck.timeout"}},
