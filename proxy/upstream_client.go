@@ -300,7 +300,8 @@ func writeBody(pc *upConn, body *trackedBody, n int64, done chan<- error) {
 
 // lastRead reads the first n bytes of body and marks the body read before it
 // returns the last of them, so before they can reach the instance (bodySent).
-// Being no WriterTo/ReaderFrom, it has io.CopyBuffer use the pooled buffer.
+// (bw is a ReaderFrom, so io.CopyBuffer hands the copy to bw.ReadFrom; the
+// mark does not depend on which buffer carries the bytes.)
 type lastRead struct {
 	body *trackedBody
 	n    int64
