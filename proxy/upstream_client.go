@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/slugway/slugway/proxy/wire"
 )
@@ -99,18 +100,38 @@ func (h *Handler) release(pc *upConn, req *request, rw responder, clean bool) {
 		clean = false
 	}
 	if clean && req.wrote != nil {
-		select {
-		case err := <-req.wrote:
-			clean = err == nil
-		default:
-			clean = false // the instance answered before reading the whole body
-		}
+		clean = req.bodySent(pc)
 	}
 	if clean && pc.br.Buffered() == 0 {
 		pc.pool.put(pc)
 	} else {
 		pc.c.Close()
 	}
+}
+
+// bodySent reports whether the streamed request body was all sent, once the
+// instance's whole response was read. The body writer may not have reported yet
+// even when it has sent everything: the instance can read the last bytes and
+// answer before the writer's goroutine runs again after its Flush. So when the
+// writer took the whole body from the client it is waited for (it no longer
+// waits on the client, only on the instance; a write the instance won't take is
+// cut short by expiring the write deadline, and then the connection is closed).
+// A writer still reading the client's body means the instance answered before
+// the body was all there: the connection's framing is lost, it is closed.
+func (req *request) bodySent(pc *upConn) bool {
+	select {
+	case err := <-req.wrote:
+		return err == nil
+	default:
+	}
+	if !req.stream.read.Load() {
+		return false // the instance answered before reading the whole body
+	}
+	_ = pc.c.SetWriteDeadline(time.Now())
+	if err := <-req.wrote; err != nil {
+		return false
+	}
+	return pc.c.SetWriteDeadline(time.Time{}) == nil
 }
 
 // bodyErr prefers the client's body error to err when the body writer saw one:
@@ -254,13 +275,14 @@ func writeBody(pc *upConn, body *trackedBody, n int64, done chan<- error) {
 			}
 		}
 		if err == nil {
+			body.read.Store(true) // before the last chunk goes: see bodySent
 			if err = cw.Close(); err == nil {
 				_, err = bw.WriteString("\r\n")
 			}
 		}
 	} else {
 		var m int64
-		m, err = io.CopyBuffer(bw, io.LimitReader(onlyReader{body}, n), buf)
+		m, err = io.CopyBuffer(bw, &lastRead{body: body, n: n}, buf)
 		if err == nil && m < n {
 			err = errors.Join(errClientBody, io.ErrUnexpectedEOF)
 		}
@@ -276,8 +298,29 @@ func writeBody(pc *upConn, body *trackedBody, n int64, done chan<- error) {
 	done <- nil
 }
 
-// onlyReader hides WriterTo/ReaderFrom so that io.CopyBuffer uses the pooled buffer.
-type onlyReader struct{ io.Reader }
+// lastRead reads the first n bytes of body and marks the body read before it
+// returns the last of them, so before they can reach the instance (bodySent).
+// (bw is a ReaderFrom, so io.CopyBuffer hands the copy to bw.ReadFrom; the
+// mark does not depend on which buffer carries the bytes.)
+type lastRead struct {
+	body *trackedBody
+	n    int64
+}
+
+func (r *lastRead) Read(p []byte) (int, error) {
+	if r.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > r.n {
+		p = p[:r.n]
+	}
+	m, err := r.body.Read(p)
+	r.n -= int64(m)
+	if r.n == 0 {
+		r.body.read.Store(true)
+	}
+	return m, err
+}
 
 // trackedBody is the client's streamed request body. It records whether any of
 // it was read (a request whose body was consumed cannot be replayed), and
@@ -286,6 +329,7 @@ type onlyReader struct{ io.Reader }
 type trackedBody struct {
 	rc      io.ReadCloser
 	touched atomic.Bool // written by the body writer's goroutine
+	read    atomic.Bool // all of it was taken from the client (set by the body writer)
 }
 
 func (b *trackedBody) Read(p []byte) (int, error) {
