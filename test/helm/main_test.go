@@ -238,9 +238,9 @@ func deleteCRDs(t *testing.T) {
 		}
 	}
 	// Usually gone in under a second. In 2 of about 12 runs of this package on a loaded
-	// 2-core machine, serviceaccounts.slugway.io was still there after 30s: the
-	// apiserver's CRD finalizer requeues with exponential backoff when it cannot yet clean
-	// up, and the message below shows its Terminating condition if that happens again.
+	// 2-core machine, serviceaccounts.slugway.io was still there after 30s. The cause is
+	// not known yet (a guess: the apiserver's CRD finalizer backing off after failed
+	// clean-up attempts); the message below shows its Terminating condition if it recurs.
 	eventually(t, 2*time.Minute, func() error {
 		for _, name := range slugwayCRDs {
 			u := &unstructured.Unstructured{}
