@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -58,5 +59,98 @@ func TestGRPCServerEndsStreamFirst(t *testing.T) {
 	_, err = stream.Recv()
 	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "enough") {
 		t.Fatalf("got %v, want ResourceExhausted", err)
+	}
+}
+
+// An instance's gRPC stream that breaks after the response began (here: the
+// instance resets it) ends the client's call with a gRPC status in the
+// trailers: DEADLINE_EXCEEDED once the call's grpc-timeout passed (what a gRPC
+// server's reset at its deadline means), UNAVAILABLE before. A response that is
+// not gRPC is still reset.
+func TestGRPCBrokenStreamEndsWithStatus(t *testing.T) {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	up := &http.Server{Protocols: &p, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", r.Header.Get("Content-Type"))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte{0, 0, 0, 0, 1, 'x'}) // one gRPC message
+		w.(http.Flusher).Flush()
+		if d, ok := parseGRPCTimeout(r.Header.Get("Grpc-Timeout")); ok {
+			time.Sleep(d + 50*time.Millisecond) // the proxy saw the call start before we did
+		}
+		panic(http.ErrAbortHandler) // RST_STREAM, no status
+	})}
+	ul, _ := net.Listen("tcp", "127.0.0.1:0")
+	go func() { _ = up.Serve(ul) }()
+	t.Cleanup(func() { up.Close() })
+	h := NewHandler(Options{HostDomains: []string{"test"}})
+	h.SetTable(&routes.Table{Routes: map[string]*routes.Route{"g": {Slug: "g", Endpoints: []routes.Endpoint{{Key: "ns/g", Scheme: "http", Host: ul.Addr().String(), H2C: true, Health: slugwayv1.HealthHealthy}}}}})
+	srv := &http.Server{Handler: h, Protocols: &p}
+	pl, _ := net.Listen("tcp", "127.0.0.1:0")
+	go func() { _ = srv.Serve(pl) }()
+	t.Cleanup(func() { srv.Close() })
+	client := &http.Client{Transport: &http.Transport{Protocols: &p}}
+
+	for _, tc := range []struct {
+		name, contentType, timeout string
+		status, message            string // the trailers; "" for a reset
+	}{
+		{"deadline passed", "application/grpc", "100m", "4", "grpc-timeout (100ms) passed"},
+		{"no deadline", "application/grpc+proto", "", "14", "the instance's stream broke"},
+		{"not gRPC", "application/octet-stream", "", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", "http://g.test/grpc.testing.TestService/StreamingOutputCall", strings.NewReader("\x00\x00\x00\x00\x00"))
+			req.URL.Host = pl.Addr().String()
+			req.Host = "g.test"
+			req.Header.Set("Content-Type", tc.contentType)
+			req.Header.Set("Te", "trailers")
+			if tc.timeout != "" {
+				req.Header.Set("Grpc-Timeout", tc.timeout)
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if string(body) != "\x00\x00\x00\x00\x01x" {
+				t.Errorf("body %q, want the instance's one message", body)
+			}
+			if tc.status == "" {
+				if err == nil {
+					t.Fatalf("the body ended cleanly (trailers %v), want the stream reset", resp.Trailer)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("reading the body: %v, want it to end with trailers", err)
+			}
+			if got := resp.Trailer.Get("Grpc-Status"); got != tc.status {
+				t.Errorf("grpc-status %q, want %s (trailers %v)", got, tc.status, resp.Trailer)
+			}
+			if got := resp.Trailer.Get("Grpc-Message"); !strings.Contains(got, tc.message) {
+				t.Errorf("grpc-message %q, want it to contain %q", got, tc.message)
+			}
+		})
+	}
+}
+
+func TestParseGRPCTimeout(t *testing.T) {
+	for v, want := range map[string]time.Duration{
+		"1H": time.Hour, "2M": 2 * time.Minute, "3S": 3 * time.Second, "300m": 300 * time.Millisecond,
+		"299987u": 299987 * time.Microsecond, "10n": 10, "99999999S": 99999999 * time.Second,
+	} {
+		if got, ok := parseGRPCTimeout(v); !ok || got != want {
+			t.Errorf("parseGRPCTimeout(%q) = %v, %v; want %v", v, got, ok, want)
+		}
+	}
+	for _, v := range []string{"", "S", "1", "1s", "123456789S", "+1S", "-1S", "1.5S", "99999999H" /* overflows */} {
+		if got, ok := parseGRPCTimeout(v); ok {
+			t.Errorf("parseGRPCTimeout(%q) = %v, want it refused", v, got)
+		}
+	}
+	if got := grpcMessage("50% off\r\nü"); got != "50%25 off%0D%0A%C3%BC" {
+		t.Errorf("grpcMessage = %q", got)
 	}
 }

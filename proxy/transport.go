@@ -86,12 +86,13 @@ func (h *Handler) transportRoundTrip(b *backend, req *request, rw responder) (co
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		return h.switchProtocols(hr, resp, req.upgrade), true, nil
 	}
-	return resp.StatusCode, true, hr.relayTransport(resp)
+	return resp.StatusCode, true, hr.relayTransport(resp, req.start)
 }
 
 // relayTransport relays a Transport response: the head by the response-header
-// policy, the body as relayBody streams it, then the trailers.
-func (hr *httpResponder) relayTransport(resp *http.Response) error {
+// policy, the body as relayBody streams it, then the trailers. A gRPC response
+// whose body broke ends with a gRPC status instead (grpc_status.go).
+func (hr *httpResponder) relayTransport(resp *http.Response, start time.Time) error {
 	defer resp.Body.Close()
 	dst := hr.w.Header()
 	copyResponseHeader(dst, resp.Header)
@@ -107,7 +108,12 @@ func (hr *httpResponder) relayTransport(resp *http.Response) error {
 		hr.r.Body.Close()
 	}
 	if err != nil {
-		return err
+		tr, ok := grpcBrokenStatus(hr.r, dst, start, err)
+		if !ok {
+			return err
+		}
+		hr.trailers(tr)
+		return nil
 	}
 	hr.trailers(resp.Trailer)
 	return nil
