@@ -36,6 +36,7 @@ func runController(args []string) error {
 	fs.DurationVar(&o.HeartbeatRefresh, "heartbeat-refresh", 30*time.Second, "how stale status.lastHeartbeat may get before a successful probe rewrites it (the write budget)")
 	fs.Float64Var(&o.MaxHeartbeatWrites, "max-heartbeat-writes", manager.DefaultMaxHeartbeatWrites, "lastHeartbeat refreshes per second across all instances at most: with more instances than this × --heartbeat-refresh, the refresh interval stretches to instances ÷ this (-1: no bound)")
 	fs.DurationVar(&o.ExpireAfter, "expire-unreachable-after", 0, "delete instances Unreachable for this long (0: never, the default)")
+	fs.DurationVar(&o.URLHoldGrace, "url-hold-grace", manager.DefaultURLHoldGrace, "an instance Unreachable this long stops holding its URL: another slug's instance with the same URL may then register it and becomes its holder (the old one is kept, marked URLReleased; 0: never)")
 	fs.IntVar(&o.ProbeConcurrency, "probe-concurrency", 64, "maximum health probes in flight")
 	fs.IntVar(&o.MaxInstancesPerSlug, "max-instances-per-slug", manager.DefaultMaxInstancesPerSlug, "Instances one slug may have; more are refused at admission (bounds what one owner can put in the controller's and proxy's caches; negative: no limit)")
 	fs.IntVar(&o.Reconcilers, "max-concurrent-reconciles", 4, "Instance reconciles run in parallel")
@@ -49,6 +50,9 @@ func runController(args []string) error {
 		return err
 	}
 	o.AdminGroups, o.ReservedSlugs, o.ControllerUsers = splitList(adminGroups), splitList(reservedSlugs), splitList(controllerUsers)
+	if o.URLHoldGrace <= 0 {
+		o.URLHoldGrace = -1 // the flag's 0 is "never"; manager.Options' 0 is the default
+	}
 	guard, cfg, err := com.setup()
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -50,6 +51,9 @@ type InstanceReconciler struct {
 
 	// ExpireAfter deletes instances that have been Unreachable this long. Zero disables it.
 	ExpireAfter time.Duration
+	// URLHoldGrace is how long an instance may be Unreachable before another slug's
+	// instance with the same URL takes the URL over (registry.URLRule). Zero disables it.
+	URLHoldGrace time.Duration
 	// Now is the clock; tests replace it.
 	Now func() time.Time
 
@@ -85,11 +89,12 @@ func (r *InstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	}
 	now := r.Now()
 
-	owned, owner, err := r.ownership(ctx, &inst)
+	owned, owner, urlWait, err := r.ownership(ctx, &inst, now)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	hv, requeue := r.health(&inst, owner, now)
+	requeue = sooner(requeue, urlWait)
 
 	desired := inst.Status.DeepCopy()
 	desired.ObservedGeneration = inst.Generation
@@ -124,29 +129,38 @@ func (r *InstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		r.Recorder.Eventf(&inst, nil, corev1.EventTypeWarning, "Expired", "Delete",
 			"deleting instance: Unreachable for longer than %s (--expire-unreachable-after)", r.ExpireAfter)
 		return ctrl.Result{}, client.IgnoreNotFound(r.Delete(ctx, &inst, client.Preconditions{UID: &inst.UID}))
-	} else if wait > 0 && (requeue == 0 || wait < requeue) {
-		requeue = wait
+	} else {
+		requeue = sooner(requeue, wait)
 	}
 	return ctrl.Result{RequeueAfter: requeue}, nil
 }
 
+// sooner returns the shorter of two positive waits (zero: no wait).
+func sooner(a, b time.Duration) time.Duration {
+	if a <= 0 || (b > 0 && b < a) {
+		return b
+	}
+	return a
+}
+
 // ownership decides the Owned condition: the slug must be claimed, and the URL
-// must not be held by an instance of another slug. It also returns the slug's owner.
-func (r *InstanceReconciler) ownership(ctx context.Context, inst *slugwayv1.Instance) (metav1.Condition, string, error) {
+// must not be held by an instance of another slug. It also returns the slug's owner,
+// and how soon the answer may change by itself (the holder's grace running out).
+func (r *InstanceReconciler) ownership(ctx context.Context, inst *slugwayv1.Instance, now time.Time) (metav1.Condition, string, time.Duration, error) {
 	c := metav1.Condition{Type: slugwayv1.ConditionOwned, ObservedGeneration: inst.Generation}
 	var sa slugwayv1.ServiceAccount
 	if err := r.Get(ctx, types.NamespacedName{Name: inst.Spec.Slug}, &sa); err != nil {
 		if !apierrors.IsNotFound(err) {
-			return c, "", err
+			return c, "", 0, err
 		}
 		c.Status, c.Reason = metav1.ConditionFalse, slugwayv1.ReasonSlugNotFound
 		c.Message = fmt.Sprintf("slug %q is not claimed: create the ServiceAccount %q (kind ServiceAccount, group slugway.io) first; the instance is not routable until then", inst.Spec.Slug, inst.Spec.Slug)
-		return c, sa.Spec.Owner, nil
+		return c, sa.Spec.Owner, 0, nil
 	}
 	if !sa.DeletionTimestamp.IsZero() {
 		c.Status, c.Reason = metav1.ConditionFalse, slugwayv1.ReasonSlugNotFound
 		c.Message = fmt.Sprintf("slug %q is being deleted", inst.Spec.Slug)
-		return c, sa.Spec.Owner, nil
+		return c, sa.Spec.Owner, 0, nil
 	}
 	if !registry.BoundToClaim(inst, &sa) {
 		c.Status, c.Reason = metav1.ConditionFalse, slugwayv1.ReasonClaimMismatch
@@ -157,27 +171,50 @@ func (r *InstanceReconciler) ownership(ctx context.Context, inst *slugwayv1.Inst
 			c.Message = fmt.Sprintf("instance was created before the current claim of slug %q (ServiceAccount UID %q, owner %q, created %s), so it may stem from an earlier one: delete it and register it again, or have an admin set its label %s to %q",
 				inst.Spec.Slug, sa.UID, sa.Spec.Owner, sa.CreationTimestamp.UTC().Format(time.RFC3339), registry.LabelClaimUID, sa.UID)
 		}
-		return c, sa.Spec.Owner, nil
+		return c, sa.Spec.Owner, 0, nil
 	}
 	key, err := registry.URLKey(inst.Spec.URL)
 	if err != nil {
 		// Admission refuses these; one admitted before that rule cannot be told apart from its aliases.
 		c.Status, c.Reason = metav1.ConditionFalse, slugwayv1.ReasonURLInvalid
 		c.Message = fmt.Sprintf("spec.url %q has no canonical form (%v), so it cannot be checked against other slugs' URLs: fix spec.url", inst.Spec.URL, err)
-		return c, sa.Spec.Owner, nil
+		return c, sa.Spec.Owner, 0, nil
 	}
 	var same slugwayv1.InstanceList
 	if err := r.List(ctx, &same, client.MatchingFields{registry.IndexURL: key}); err != nil {
-		return c, "", err
+		return c, "", 0, err
 	}
-	if holder := registry.URLHolder(inst, same.Items); holder != nil {
-		c.Status, c.Reason = metav1.ConditionFalse, slugwayv1.ReasonURLConflict
-		c.Message = fmt.Sprintf("URL %s is already served by instance %s/%s of slug %q; one URL belongs to one slug", inst.Spec.URL, holder.Namespace, holder.Name, holder.Spec.Slug)
-		return c, sa.Spec.Owner, nil
+	rule := registry.URLRule{Grace: r.URLHoldGrace, Now: now}
+	if holder := rule.Holder(inst, same.Items); holder != nil {
+		c.Status, c.Reason, c.Message = urlLost(rule, inst, holder)
+		return c, sa.Spec.Owner, rule.LapsesIn(holder), nil
 	}
 	c.Status, c.Reason = metav1.ConditionTrue, slugwayv1.ReasonSlugClaimed
 	c.Message = fmt.Sprintf("slug %q is claimed by %q", sa.Name, sa.Spec.Owner)
-	return c, sa.Spec.Owner, nil
+	return c, sa.Spec.Owner, 0, nil
+}
+
+// urlLost explains why inst does not hold its URL: held by another slug (URLConflict),
+// or released to it because inst was Unreachable for the grace (URLReleased). A
+// released instance stays released when it comes back, and keeps its message.
+func urlLost(rule registry.URLRule, inst, holder *slugwayv1.Instance) (metav1.ConditionStatus, string, string) {
+	by := fmt.Sprintf("instance %s/%s of slug %q", holder.Namespace, holder.Name, holder.Spec.Slug)
+	if lapsed, since := rule.Lapsed(inst); lapsed || registry.Released(inst) {
+		old := apimeta.FindStatusCondition(inst.Status.Conditions, slugwayv1.ConditionOwned)
+		if !lapsed && old != nil && old.Reason == slugwayv1.ReasonURLReleased && strings.Contains(old.Message, by) {
+			return metav1.ConditionFalse, slugwayv1.ReasonURLReleased, old.Message
+		}
+		why := "this instance was Unreachable for longer than --url-hold-grace"
+		if lapsed {
+			why = fmt.Sprintf("this instance has been Unreachable since %s, longer than --url-hold-grace (%s)", since.UTC().Format(time.RFC3339), rule.Grace)
+		}
+		return metav1.ConditionFalse, slugwayv1.ReasonURLReleased, fmt.Sprintf("URL %s went to %s: %s. This instance is kept but not routed, and it does not take the URL back while that instance holds it; delete it if its backend is gone for good", inst.Spec.URL, by, why)
+	}
+	msg := fmt.Sprintf("URL %s is already served by %s; one URL belongs to one slug", inst.Spec.URL, by)
+	if since, ok := registry.UnreachableSince(holder); ok && rule.Grace > 0 {
+		msg += fmt.Sprintf(" (that instance has been Unreachable since %s: it yields the URL at %s, after --url-hold-grace of %s)", since.UTC().Format(time.RFC3339), since.Add(rule.Grace).UTC().Format(time.RFC3339), rule.Grace)
+	}
+	return metav1.ConditionFalse, slugwayv1.ReasonURLConflict, msg
 }
 
 type healthView struct {
@@ -335,14 +372,14 @@ func orUnknown(h slugwayv1.Health) slugwayv1.Health {
 
 // expiry says whether an Unreachable instance has outlived ExpireAfter, or how long until it will.
 func (r *InstanceReconciler) expiry(inst *slugwayv1.Instance, now time.Time) (time.Duration, bool) {
-	if r.ExpireAfter <= 0 || inst.Status.Status != slugwayv1.HealthUnreachable {
+	if r.ExpireAfter <= 0 {
 		return 0, false
 	}
-	ready := apimeta.FindStatusCondition(inst.Status.Conditions, slugwayv1.ConditionReady)
-	if ready == nil || ready.Status == metav1.ConditionTrue {
+	since, ok := registry.UnreachableSince(inst)
+	if !ok {
 		return 0, false
 	}
-	left := ready.LastTransitionTime.Add(r.ExpireAfter).Sub(now)
+	left := since.Add(r.ExpireAfter).Sub(now)
 	if left <= 0 {
 		return 0, true
 	}
@@ -408,7 +445,9 @@ func (r *InstanceReconciler) instancesOfSlug(ctx context.Context, o client.Objec
 }
 
 // instancesSharingURL re-reconciles the other instances with the same URL when one
-// changes or goes away, so a URLConflict clears when the holder leaves.
+// changes or goes away, so a URLConflict clears when the holder leaves, and the
+// waiting instance learns when the holder turns Unreachable (and so when its
+// --url-hold-grace runs out) or recovers.
 func (r *InstanceReconciler) instancesSharingURL(ctx context.Context, o client.Object) []reconcile.Request {
 	inst, ok := o.(*slugwayv1.Instance)
 	if !ok {

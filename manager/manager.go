@@ -53,6 +53,10 @@ type Options struct {
 	// instances (the refresh interval stretches to fit). 0 means 50; negative, no bound.
 	MaxHeartbeatWrites float64
 	ExpireAfter        time.Duration
+	// URLHoldGrace: an instance Unreachable this long yields its URL to another slug's
+	// instance (registry.URLRule), at admission and in the controller. 0 means
+	// DefaultURLHoldGrace; negative, never.
+	URLHoldGrace time.Duration
 	// SkipNameValidation lets one process build several managers (tests do).
 	SkipNameValidation bool
 	ProbeConcurrency   int
@@ -67,6 +71,11 @@ type Options struct {
 // DefaultMaxInstancesPerSlug is the default of Options.MaxInstancesPerSlug.
 const DefaultMaxInstancesPerSlug = 1000
 
+// DefaultURLHoldGrace is the default of --url-hold-grace: long enough that a restart
+// or a short outage never hands a URL over, short enough that a pod IP reused by the
+// scheduler (minutes after the pod died, at the earliest) is not blocked for long.
+const DefaultURLHoldGrace = 5 * time.Minute
+
 // DefaultMaxHeartbeatWrites is the default bound on lastHeartbeat refreshes per
 // second: up to 1,500 instances refresh every 30s, 10,000 every 200s.
 const DefaultMaxHeartbeatWrites = 50
@@ -80,6 +89,12 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 	}
 	if o.HeartbeatRefresh <= 0 {
 		o.HeartbeatRefresh = 30 * time.Second
+	}
+	switch {
+	case o.URLHoldGrace == 0:
+		o.URLHoldGrace = DefaultURLHoldGrace
+	case o.URLHoldGrace < 0:
+		o.URLHoldGrace = 0 // the reconciler's and webhooks' "never"
 	}
 	mopts := ctrl.Options{
 		Scheme:                        kubeclient.Scheme(),
@@ -106,9 +121,10 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 	}
 
 	ir := &controllers.InstanceReconciler{
-		Client:      mgr.GetClient(),
-		Recorder:    mgr.GetEventRecorder("slugway-controller"),
-		ExpireAfter: o.ExpireAfter,
+		Client:       mgr.GetClient(),
+		Recorder:     mgr.GetEventRecorder("slugway-controller"),
+		ExpireAfter:  o.ExpireAfter,
+		URLHoldGrace: o.URLHoldGrace,
 	}
 	ir.Monitor = health.NewMonitor[types.NamespacedName](health.NewProber(o.Dial), max(o.ProbeConcurrency, 1), o.HeartbeatRefresh, ir.NotifyFunc(ctx))
 	switch {
@@ -152,6 +168,7 @@ func New(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error)
 			Deleters:      webhooks.DefaultDeleters,
 			CheckURL:      o.CheckURL,
 			MaxInstances:  maxInstances(o.MaxInstancesPerSlug),
+			URLHoldGrace:  o.URLHoldGrace,
 		})
 		if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
 			return nil, err

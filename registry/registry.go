@@ -63,22 +63,6 @@ func Holds(a, b *slugwayv1.Instance) bool {
 	return a.Name < b.Name
 }
 
-// URLHolder returns, among instances sharing one normalized URL, the one of
-// another slug that holds the URL ahead of inst, or nil if inst is not in conflict.
-func URLHolder(inst *slugwayv1.Instance, sameURL []slugwayv1.Instance) *slugwayv1.Instance {
-	var holder *slugwayv1.Instance
-	for i := range sameURL {
-		other := &sameURL[i]
-		if other.Spec.Slug == inst.Spec.Slug || other.DeletionTimestamp != nil {
-			continue
-		}
-		if Holds(other, inst) && (holder == nil || Holds(other, holder)) {
-			holder = other
-		}
-	}
-	return holder
-}
-
 // Access says who may change what.
 type Access struct {
 	AdminGroups []string

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -50,6 +51,11 @@ type Config struct {
 	CheckURL func(ctx context.Context, rawURL string) error
 	// MaxInstances, when positive, is how many Instances one slug may have (--max-instances-per-slug).
 	MaxInstances int
+	// URLHoldGrace: another slug's instance that has been Unreachable this long no
+	// longer holds its URL (registry.URLRule, --url-hold-grace). Zero: never.
+	URLHoldGrace time.Duration
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
 }
 
 // DefaultDeleters are the kube-controller-manager identities that delete objects on others' behalf.
@@ -248,21 +254,42 @@ func notClaimed(slug, verb, what string) admission.Response {
 
 // checkURLFree refuses a URL already served by another slug's instance, in any
 // spelling: instances are indexed by the canonical key of their URL (registry.URLKey).
+// Under registry.URLRule, an instance that has been Unreachable for URLHoldGrace (or
+// that already lost the URL so) yields: the newcomer is admitted and the controller
+// makes it the holder.
 func (v *InstanceValidator) checkURLFree(ctx context.Context, inst *slugwayv1.Instance, key string) admission.Response {
 	var same slugwayv1.InstanceList
 	if err := v.Instances.List(ctx, &same, client.MatchingFields{registry.IndexURL: key}); err != nil {
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("looking up instances with URL %s: %w", inst.Spec.URL, err))
 	}
+	now := time.Now
+	if v.Now != nil {
+		now = v.Now
+	}
+	rule := registry.URLRule{Grace: v.URLHoldGrace, Now: now()}
 	for _, o := range same.Items {
-		if o.Spec.Slug != inst.Spec.Slug && o.DeletionTimestamp.IsZero() && !(o.Namespace == inst.Namespace && o.Name == inst.Name) {
+		if o.Spec.Slug != inst.Spec.Slug && o.DeletionTimestamp.IsZero() && !(o.Namespace == inst.Namespace && o.Name == inst.Name) && !rule.Yields(&o) {
 			spelled := ""
 			if o.Spec.URL != inst.Spec.URL {
 				spelled = fmt.Sprintf(" as %s (both are %s)", o.Spec.URL, key)
 			}
-			return admission.Denied(fmt.Sprintf("URL %s is already served by instance %s/%s of slug %q%s: one URL belongs to one slug", inst.Spec.URL, o.Namespace, o.Name, o.Spec.Slug, spelled))
+			return admission.Denied(fmt.Sprintf("URL %s is already served by instance %s/%s of slug %q%s: one URL belongs to one slug%s", inst.Spec.URL, o.Namespace, o.Name, o.Spec.Slug, spelled, graceNote(rule, &o)))
 		}
 	}
 	return admission.Allowed("")
+}
+
+// graceNote tells, for a holder that is Unreachable, when it will yield its URL.
+func graceNote(rule registry.URLRule, holder *slugwayv1.Instance) string {
+	if rule.Grace <= 0 {
+		return ""
+	}
+	since, ok := registry.UnreachableSince(holder)
+	if !ok {
+		return fmt.Sprintf(" (it yields the URL only after being Unreachable for --url-hold-grace, %s)", rule.Grace)
+	}
+	return fmt.Sprintf(" (it has been Unreachable since %s and yields the URL at %s, after --url-hold-grace of %s: register it again then)",
+		since.UTC().Format(time.RFC3339), since.Add(rule.Grace).UTC().Format(time.RFC3339), rule.Grace)
 }
 
 // ServiceAccountValidator guards slug claims: reserved names, the owner field, and who may change or release a slug.

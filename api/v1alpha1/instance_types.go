@@ -196,6 +196,9 @@ const (
 	ReasonNotOwned            = "NotOwned"
 	ReasonInstancesRoutable   = "InstancesRoutable"
 	ReasonNoRoutableInstances = "NoRoutableInstances"
+	// ReasonURLReleased: the instance lost its URL to another slug's instance while it
+	// had been Unreachable for longer than the controller's --url-hold-grace.
+	ReasonURLReleased = "URLReleased"
 )
 
 // InstanceStatus is written by the controller (and lastHeartbeat by the owner in heartbeat mode).
