@@ -41,10 +41,14 @@ const (
 	standingLapsed
 )
 
-// UnreachableSince returns since when inst has been Unreachable without a sign of
-// life: the Ready condition's last transition to False, or the last successful probe
-// or heartbeat (status.lastHeartbeat) if that is later. ok is false unless the status
-// says Unreachable.
+// UnreachableSince returns since when inst has been Unreachable: when its Ready
+// condition last turned False. ok is false unless the status says Unreachable.
+//
+// Only the controller writes conditions; status.lastHeartbeat is not used, because the
+// owner may write it (to renew a heartbeat) and would then push the time forward at
+// will. For an instance whose Ready was already False for another reason (not owned)
+// when it became Unreachable, the time is that earlier one: such an instance does not
+// hold its URL anyway.
 func UnreachableSince(inst *slugwayv1.Instance) (since time.Time, ok bool) {
 	if inst.Status.Status != slugwayv1.HealthUnreachable {
 		return time.Time{}, false
@@ -53,11 +57,7 @@ func UnreachableSince(inst *slugwayv1.Instance) (since time.Time, ok bool) {
 	if ready == nil || ready.Status == metav1.ConditionTrue {
 		return time.Time{}, false
 	}
-	since = ready.LastTransitionTime.Time
-	if hb := inst.Status.LastHeartbeat; hb != nil && hb.After(since) {
-		since = hb.Time
-	}
-	return since, true
+	return ready.LastTransitionTime.Time, true
 }
 
 // Lapsed reports whether inst has been Unreachable for Grace or longer, and since when

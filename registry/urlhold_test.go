@@ -92,21 +92,20 @@ func TestURLRuleHolder(t *testing.T) {
 	}
 }
 
-// TestUnreachableSince: the last sign of life counts, whichever is later of Ready
-// turning False and the last successful probe or heartbeat.
+// TestUnreachableSince: Ready's turn to False counts, not status.lastHeartbeat, which
+// the owner may write: a dead holder's owner cannot keep the URL by renewing it.
 func TestUnreachableSince(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	inst := claimant("x", "a", 0, slugwayv1.HealthUnreachable, time.Minute, false)
 	if got, ok := UnreachableSince(&inst); !ok || !got.Equal(t0.Add(time.Minute)) {
 		t.Errorf("since %v %v, want Ready's transition %v", got, ok, t0.Add(time.Minute))
 	}
-	// Ready had been False for another reason (URLConflict) before the backend died at +10m.
-	hb := metav1.NewTime(t0.Add(10 * time.Minute))
+	hb := metav1.NewTime(t0.Add(time.Hour)) // written by the owner
 	inst.Status.LastHeartbeat = &hb
-	if got, _ := UnreachableSince(&inst); !got.Equal(hb.Time) {
-		t.Errorf("since %v, want the last heartbeat %v", got, hb.Time)
+	if got, _ := UnreachableSince(&inst); !got.Equal(t0.Add(time.Minute)) {
+		t.Errorf("since %v: the owner's lastHeartbeat moved it", got)
 	}
-	rule := URLRule{Grace: 5 * time.Minute, Now: t0.Add(12 * time.Minute)}
+	rule := URLRule{Grace: 5 * time.Minute, Now: t0.Add(3 * time.Minute)}
 	if got := rule.LapsesIn(&inst); got != 3*time.Minute {
 		t.Errorf("LapsesIn = %v, want 3m", got)
 	}
