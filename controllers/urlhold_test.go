@@ -110,6 +110,12 @@ func TestURLHoldGracePodIPReuse(t *testing.T) {
 		if err != nil {
 			return err
 		}
+		if owned != nil && owned.Status == metav1.ConditionTrue {
+			if time.Now().Before(lapse) {
+				t.Fatalf("B took the URL at %s, within A's grace (until %s)", time.Now().UTC(), lapse.UTC())
+			}
+			t.Fatalf("A's grace (until %s) ran out before B was seen in URLConflict: the test is too slow for a %s grace", lapse.UTC(), grace)
+		}
 		if owned == nil || owned.Reason != slugwayv1.ReasonURLConflict || got.Status.Status != slugwayv1.HealthHealthy {
 			return fmt.Errorf("B is %s, Owned %+v; want Healthy and URLConflict", got.Status.Status, owned)
 		}
