@@ -42,7 +42,7 @@
 #                                               # medians of the per-round figures and ratios
 #   DURATION=5s SCENARIOS="small:64 64k:64" PEERS="nginx caddy" hack/bench-proxy.sh
 #   RUNS=3 SCENARIOS="small:64 1k:64 small:256" PEERS="nginx slugway-trace slugway-trace-low" hack/bench-proxy.sh
-#                                               # the cost of tracing (~7 min; docs/benchmarks.md "Tracing cost")
+#                                               # the cost of tracing (~11 min; docs/benchmarks.md "Tracing cost")
 #   MODE=make-run RUNS=3 hack/bench-proxy.sh    # the proxy as `make run` starts it (~7 min)
 #   OUT=/tmp/bench.md hack/bench-proxy.sh       # also write the tables there (raw rows: /tmp/bench.tsv)
 #   PROFILE=20 hack/bench-proxy.sh              # then a 20s CPU profile of slugway (small:64)
