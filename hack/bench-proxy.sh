@@ -8,6 +8,7 @@
 #   direct       wrk → the origin
 #   slugway      this tree's `slugway proxy`
 #   baseline     `slugway proxy` built from $BASELINE (only with BASELINE=<commit>)
+#   baseline2    the same from $BASELINE2 (a second commit, e.g. the one before the first's last change)
 #   nginx        nginx as users run it: upstream keepalive, default proxy buffering
 #   nginx-nobuf  the same with `proxy_buffering off` (the headline config before 2026-12)
 #   haproxy      HAProxy, keep-alive both sides
@@ -40,6 +41,7 @@
 #   hack/bench-proxy.sh                         # one round, 10s per measurement (~8 min)
 #   RUNS=3 BASELINE=d763b02 hack/bench-proxy.sh # three rounds (~27 min), target order rotated per round,
 #                                               # medians of the per-round figures and ratios
+#   BASELINE=d763b02 BASELINE2=018436a ...       # two baselines in the same run (targets baseline, baseline2)
 #   DURATION=5s SCENARIOS="small:64 64k:64" PEERS="nginx caddy" hack/bench-proxy.sh
 #   RUNS=3 SCENARIOS="small:64 1k:64 small:256" PEERS="nginx slugway-trace slugway-trace-low" hack/bench-proxy.sh
 #                                               # the cost of tracing (~11 min; docs/benchmarks.md "Tracing cost")
@@ -66,7 +68,7 @@ THREADS=${THREADS:-2}
 RUNS=${RUNS:-1}
 PROFILE=${PROFILE:-0}
 PROFILE_OUT=${PROFILE_OUT:-/tmp/slugway-bench.pprof}
-BASELINE=${BASELINE:-}
+BASELINE=${BASELINE:-} BASELINE2=${BASELINE2:-}
 SLUGWAY_ENV=${SLUGWAY_ENV:-} BASELINE_ENV=${BASELINE_ENV:-}
 TRACE_LOW_SAMPLING=${TRACE_LOW_SAMPLING:-0.01} # slugway-trace-low's --trace-sampling
 OUT=${OUT:-}
@@ -80,7 +82,7 @@ case $MODE in
   make-run)
     SCENARIOS=${SCENARIOS:-small:64 small:16}
     PEERS=${PEERS:-nginx}
-    [ -z "$BASELINE" ] || { echo "BASELINE is not supported with MODE=make-run" >&2; exit 2; } ;;
+    [ -z "$BASELINE$BASELINE2" ] || { echo "BASELINE is not supported with MODE=make-run" >&2; exit 2; } ;;
   *) echo "MODE=$MODE: use proxies (the default) or make-run" >&2; exit 2 ;;
 esac
 [[ " $PEERS " == *" nginx "* ]] || PEERS="nginx $PEERS" # every ratio is to nginx
@@ -94,6 +96,11 @@ awk -v s="$TRACE_LOW_SAMPLING" 'BEGIN { exit !(s ~ /^(0|1|0?\.[0-9]+|1\.0*)$/) }
 [ "$PROFILE" != 0 ] && PPROF=true
 if [ -n "$BASELINE" ]; then
   BASELINE_REV=$(git rev-parse --verify --quiet "$BASELINE^{commit}") || { echo "BASELINE=$BASELINE is not a commit here" >&2; exit 2; }
+  if [ -n "$BASELINE2" ]; then
+    BASELINE2_REV=$(git rev-parse --verify --quiet "$BASELINE2^{commit}") || { echo "BASELINE2=$BASELINE2 is not a commit here" >&2; exit 2; }
+  fi
+elif [ -n "$BASELINE2" ]; then
+  echo "BASELINE2 needs BASELINE" >&2; exit 2
 fi
 if [ "$MODE" = make-run ] && [ "${NETNS:-1}" = 1 ] && [ -z "${BENCH_IN_NETNS:-}" ]; then
   # make run's ports are fixed (9080, 8081, 8082, 9311) and another `make run` may hold
@@ -108,7 +115,7 @@ fi
 CLK_TCK=$(getconf CLK_TCK)
 # Loopback addresses only. make run's own ports are fixed by hack/run.
 ORIGIN=127.0.0.1:28081 SLUGWAY=127.0.0.1:28080 ADMIN=127.0.0.1:29080 NGINX=127.0.0.1:28082 HAPROXY=127.0.0.1:28083
-BASE=127.0.0.1:28084 BASE_ADMIN=127.0.0.1:29084 CADDY=127.0.0.1:28085 NGINX_NOBUF=127.0.0.1:28086
+BASE=127.0.0.1:28084 BASE_ADMIN=127.0.0.1:29084 BASE2=127.0.0.1:28090 BASE2_ADMIN=127.0.0.1:29090 CADDY=127.0.0.1:28085 NGINX_NOBUF=127.0.0.1:28086
 MR_PROXY=127.0.0.1:28090 HAND=127.0.0.1:28091 HAND_ADMIN=127.0.0.1:29091 MR_SVC=127.0.0.1:9311
 TRACE=127.0.0.1:28087 TRACE_ADMIN=127.0.0.1:29087 TRACE_LOW=127.0.0.1:28088 TRACE_LOW_ADMIN=127.0.0.1:29088
 OTLP=127.0.0.1:28089 OTLP_STATS=127.0.0.1:29089 # hack/benchotlp: OTLP gRPC, and its span counts over HTTP
@@ -196,6 +203,7 @@ ports=()
 if [ "$MODE" = proxies ]; then
   ports=("$ORIGIN" "$SLUGWAY" "$ADMIN")
   [ -z "$BASELINE" ] || ports+=("$BASE" "$BASE_ADMIN")
+  [ -z "$BASELINE2" ] || ports+=("$BASE2" "$BASE2_ADMIN")
 else
   ports=("$MR_PROXY" 127.0.0.1:9080 127.0.0.1:8081 127.0.0.1:8082 "$MR_SVC" "$HAND" "$HAND_ADMIN")
 fi
@@ -221,6 +229,12 @@ if [ "$MODE" = proxies ]; then
     mkdir -p "$WORK/base"
     git archive "$BASELINE_REV" | tar -x -C "$WORK/base"
     (cd "$WORK/base" && CGO_ENABLED=0 go build -o "$WORK/slugway-base" .)
+  fi
+  if [ -n "$BASELINE2" ]; then
+    echo "building slugway at $BASELINE2 as the second baseline" >&2
+    mkdir -p "$WORK/base2"
+    git archive "$BASELINE2_REV" | tar -x -C "$WORK/base2"
+    (cd "$WORK/base2" && CGO_ENABLED=0 go build -o "$WORK/slugway-base2" .)
   fi
 fi
 
@@ -318,6 +332,11 @@ if [ "$MODE" = proxies ]; then
     BASE_PID=$LAST_PID
     wait_http "http://$BASE_ADMIN/readyz"
   fi
+  if [ -n "$BASELINE2" ]; then
+    start_bg slugway-base2 env "${NO_OTEL[@]}" $BASELINE_ENV KUBECONFIG="$WORK/kubeconfig" "$WORK/slugway-base2" proxy --listen "$BASE2" --admin-listen "$BASE2_ADMIN" --allow-loopback
+    BASE2_PID=$LAST_PID
+    wait_http "http://$BASE2_ADMIN/readyz"
+  fi
   if [ -n "$TRACED" ]; then
     start_bg otlp "$WORK/benchotlp" -listen "$OTLP" -stats "$OTLP_STATS"; OTLP_PID=$LAST_PID
     wait_http "http://$OTLP_STATS/spans"
@@ -335,10 +354,12 @@ if [ "$MODE" = proxies ]; then
   tracing_is() { grep -q "starting proxy.*\"tracing\": *$2" "$WORK/$1.log" || { echo "$1 does not log tracing $2 at start-up:" >&2; cat "$WORK/$1.log" >&2; exit 1; }; }
   tracing_is slugway false
   [ -z "$BASELINE" ] || tracing_is slugway-base false
+  [ -z "$BASELINE2" ] || tracing_is slugway-base2 false
   for t in $TRACED; do tracing_is "$t" true; done
   start_peers "$ORIGIN" /bench/ start_bg
   TARGETS=(direct slugway)
   [ -z "$BASELINE" ] || TARGETS+=(baseline)
+  [ -z "$BASELINE2" ] || TARGETS+=(baseline2)
   PATHS=(/bench/hello /bench/1k /bench/64k)
 else
   # A scratch copy of the repository layout for hack/run: the same go.mod and config/, bin/
@@ -375,7 +396,7 @@ TARGETS+=($PEERS)
 
 addr_of() {
   case $1 in
-    direct) echo "$ORIGIN" ;; slugway) echo "$SLUGWAY" ;; baseline) echo "$BASE" ;; nginx) echo "$NGINX" ;; nginx-nobuf) echo "$NGINX_NOBUF" ;;
+    direct) echo "$ORIGIN" ;; slugway) echo "$SLUGWAY" ;; baseline) echo "$BASE" ;; baseline2) echo "$BASE2" ;; nginx) echo "$NGINX" ;; nginx-nobuf) echo "$NGINX_NOBUF" ;;
     haproxy) echo "$HAPROXY" ;; caddy) echo "$CADDY" ;; make-run) echo "$MR_PROXY" ;; by-hand) echo "$HAND" ;;
     slugway-trace) echo "$TRACE" ;; slugway-trace-low) echo "$TRACE_LOW" ;;
   esac
@@ -385,6 +406,7 @@ pids_of() { # target → the processes doing its work
     direct) echo "$ORIGIN_PID" ;;
     slugway) echo "$SLUGWAY_PID" ;;
     baseline) echo "$BASE_PID" ;;
+    baseline2) echo "$BASE2_PID" ;;
     nginx | nginx-nobuf) descendants "$NGINX_PID" | tr '\n' ' ' ;;
     haproxy) echo "$HAPROXY_PID" ;;
     caddy) echo "$CADDY_PID" ;;
@@ -486,9 +508,9 @@ report() {
   [[ " $PEERS " != *" haproxy "* ]] || vers+=", HAProxy $("$HAPROXY_BIN" -v 2>&1 | awk 'NR == 1 {print $3}' || true)"
   [[ " $PEERS " != *" caddy "* ]] || vers+=", Caddy $(caddy version 2>&1 | awk '{print $1}' || true)"
   vers+=", $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}' || true)" # wrk -v exits 1
-  echo "\`$(env | grep -E '^(MODE|RUNS|BASELINE|SCENARIOS|PEERS|DURATION|WARMUP|THREADS|SLUGWAY_ENV|BASELINE_ENV|TRACE_LOW_SAMPLING)=' | grep -v '^MODE=proxies$' | sort | tr '\n' ' ' || true)hack/bench-proxy.sh\`"
+  echo "\`$(env | grep -E '^(MODE|RUNS|BASELINE|BASELINE2|SCENARIOS|PEERS|DURATION|WARMUP|THREADS|SLUGWAY_ENV|BASELINE_ENV|TRACE_LOW_SAMPLING)=' | grep -v '^MODE=proxies$' | sort | tr '\n' ' ' || true)hack/bench-proxy.sh\`"
   echo
-  echo "slugway $rev$dirty$([ -z "$BASELINE" ] || echo ", baseline $(git rev-parse --short "$BASELINE_REV")"); $vers."
+  echo "slugway $rev$dirty$([ -z "$BASELINE" ] || echo ", baseline $(git rev-parse --short "$BASELINE_REV")$([ -z "$BASELINE2" ] || echo ", baseline2 $(git rev-parse --short "$BASELINE2_REV")")"); $vers."
   echo "wrk -t$THREADS -d$DURATION (warm-up $WARMUP), $RUNS round(s), target order rotated each round; $(nproc) cores; started $STARTED, load average $LOAD_START at the start, $LOAD_END at the end."
   [ "$MODE" = proxies ] || echo "make-run: the proxy hack/run started (its own session, like a terminal); by-hand: a second slugway proxy, same flags, same apiserver, its own session; direct: skeleton-svc itself."
   echo "Figures are medians over the rounds; each ratio is the median of the per-round ratios to nginx in the same round. CPU: user+sys seconds per 100k requests of the target's processes (for direct: the origin's)."
@@ -512,22 +534,25 @@ report() {
       [ "$RUNS" = 1 ] && echo || echo " ${per% } |"
     done
   done
-  if [ -n "$BASELINE" ]; then
+  local bt brev
+  for bt in baseline baseline2; do
+    case $bt in baseline) brev=${BASELINE_REV:-} ;; baseline2) brev=${BASELINE2_REV:-} ;; esac
+    [ -n "$brev" ] || continue
     echo
-    echo "slugway against the baseline (median of the per-round ratios):"
+    echo "slugway against $bt ($(git rev-parse --short "$brev"); median of the per-round ratios):"
     echo
-    echo "| scenario | req/s slugway÷baseline | p99 slugway÷baseline | CPU slugway÷baseline |"
+    echo "| scenario | req/s slugway÷$bt | p99 slugway÷$bt | CPU slugway÷$bt |"
     echo "|---|---:|---:|---:|"
     for sc in $SCENARIOS; do
       local a=() b=() c=()
       for ((r = 1; r <= RUNS; r++)); do
-        a+=("$(awk -v x="${RPS[$r/$sc/slugway]}" -v y="${RPS[$r/$sc/baseline]}" 'BEGIN { printf "%.3f", y ? x / y : 0 }')")
-        b+=("$(awk -v x="${P99[$r/$sc/slugway]}" -v y="${P99[$r/$sc/baseline]}" 'BEGIN { printf "%.3f", y ? x / y : 0 }')")
-        c+=("$(awk -v x="${CPU[$r/$sc/slugway]}" -v y="${CPU[$r/$sc/baseline]}" 'BEGIN { printf "%.3f", y ? x / y : 0 }')")
+        a+=("$(awk -v x="${RPS[$r/$sc/slugway]}" -v y="${RPS[$r/$sc/$bt]}" 'BEGIN { printf "%.3f", y ? x / y : 0 }')")
+        b+=("$(awk -v x="${P99[$r/$sc/slugway]}" -v y="${P99[$r/$sc/$bt]}" 'BEGIN { printf "%.3f", y ? x / y : 0 }')")
+        c+=("$(awk -v x="${CPU[$r/$sc/slugway]}" -v y="${CPU[$r/$sc/$bt]}" 'BEGIN { printf "%.3f", y ? x / y : 0 }')")
       done
       printf '| %s | %.2f | %.2f | %.2f |\n' "$sc" "$(median <<<"${a[*]}")" "$(median <<<"${b[*]}")" "$(median <<<"${c[*]}")"
     done
-  fi
+  done
   if [ -n "$TRACED" ]; then
     echo
     echo "Tracing cost: each target ÷ slugway (tracing off) in the same round, median of the per-round ratios. slugway-trace: --trace-sampling 1; slugway-trace-low: --trace-sampling $TRACE_LOW_SAMPLING; both export over OTLP gRPC to hack/benchotlp on loopback, whose CPU (same 2 cores) is not in the target's but in the last column."
