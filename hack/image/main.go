@@ -107,7 +107,7 @@ func main() {
 	out := flag.String("out", filepath.Join(root, "bin", "images"), "directory for the archives (<name>-<tag>.tar)")
 	tag := flag.String("tag", "dev", "tag of every image")
 	version := flag.String("version", "", "version stamped into the slugway binary (default: the tag)")
-	only := flag.String("only", "", "comma-separated image names to build (default: all)")
+	only := flag.String("only", "", "comma-separated image names to build (default: all but "+NginxImage+", which is built only when named)")
 	flag.Parse()
 	if *version == "" {
 		*version = *tag
@@ -128,6 +128,13 @@ func run(root, out, tag, version, only string) error {
 		if n != "" {
 			want[n] = true
 		}
+	}
+	if want[NginxImage] { // only when named: it packs the build machine's nginx
+		s, err := nginxSpec()
+		if err != nil {
+			return err
+		}
+		specs = append(specs, s)
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
