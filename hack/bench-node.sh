@@ -82,7 +82,7 @@ if [ "${NODE_REUSE:-}" != 1 ] && [ -d "$D/pids" ] && [ -n "$(ls -A "$D/pids" 2>/
 fi
 
 WORK=$(mktemp -d /tmp/slugway-bench-node.XXXXXX)
-NODE_STARTED=false
+NODE_STARTED=false CREATED=false
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -90,7 +90,7 @@ cleanup() {
   if $NODE_STARTED; then
     log "taking the node down (hack/node.sh down)"
     "$root/hack/node.sh" down 9>&- >&2
-  elif [ "${NODE_REUSE:-}" = 1 ]; then
+  elif [ "${NODE_REUSE:-}" = 1 ] && $CREATED; then
     log "removing what this run created from the node"
     kc delete deployment,service,configmap "$NGINX" -n default --ignore-not-found --wait=false >/dev/null 2>&1
     kc delete -f "$root/examples/skeleton-svc/deploy.yaml" --ignore-not-found --wait=false >/dev/null 2>&1
@@ -107,6 +107,8 @@ t0=$(date +%s)
 if [ "${NODE_REUSE:-}" = 1 ]; then
   kc get --raw /readyz >/dev/null 2>&1 || die "NODE_REUSE=1 but no node answers at $KUBECONFIG: run make cluster (hack/node.sh up) first"
   "$bin/helm" status "$RELEASE" -n "$NS" >/dev/null 2>&1 && die "release $RELEASE already installed in $NS: uninstall it first (this run removes what it creates)"
+  kc get deployment skeleton-svc -n default >/dev/null 2>&1 && die "deployment skeleton-svc already in namespace default: delete it first (kubectl delete -f examples/skeleton-svc/deploy.yaml); this run removes what it creates"
+  kc get deployment "$NGINX" -n default >/dev/null 2>&1 && die "deployment $NGINX already in namespace default: delete it first"
 else
   NODE_STARTED=true
   "$root/hack/node.sh" up 9>&- >/dev/null || die "hack/node.sh up failed (logs: $D/logs)"
@@ -121,7 +123,7 @@ ctr --address "$D/containerd/containerd.sock" -n k8s.io images import --snapshot
 
 # ---------- slugway as users install it, the backend, nginx ----------
 log "helm install $RELEASE charts/slugway (image slugway:dev)"
-t1=$(date +%s)
+t1=$(date +%s) CREATED=true
 "$bin/helm" install "$RELEASE" charts/slugway -n "$NS" --create-namespace \
   --set image.tag=dev --set image.pullPolicy=Never --wait --timeout 3m >/dev/null
 kc apply -f examples/skeleton-svc/deploy.yaml >/dev/null
@@ -229,6 +231,7 @@ pod_pids() { # namespace selector
 SLUGWAY_PIDS=$(pod_pids "$NS" "app.kubernetes.io/instance=$RELEASE,app.kubernetes.io/component=proxy")
 NGINX_PIDS=$(pod_pids default "app.kubernetes.io/name=$NGINX")
 pids_of() { case $1 in slugway) echo "$SLUGWAY_PIDS" ;; nginx) echo "$NGINX_PIDS" ;; esac; }
+log "CPU counted over the proxy pod's $(wc -w <<<"$SLUGWAY_PIDS") process(es) and the nginx pod's $(wc -w <<<"$NGINX_PIDS") (master and workers)"
 cpu_ticks() {
   local t=0 p
   for p in "$@"; do
@@ -278,8 +281,9 @@ report() {
   echo "slugway $rev$dirty (chart charts/slugway, 1 proxy pod); nginx $(/usr/sbin/nginx -v 2>&1 | sed 's/.*nginx\///') from Debian in a pod (image $nginx_digest); $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}' || true)."
   echo "Both through kube-proxy (iptables) ClusterIPs from the host, in front of the same 2 skeleton-svc pods, GET $PATH_; wrk -t$THREADS -d$DURATION (warm-up $WARMUP), $RUNS round(s), order alternated each round; $(nproc) cores; started $STARTED, load average $LOAD_START at the start, $LOAD_END at the end."
   echo
-  echo "| connections | target | req/s | p50 ms | p99 ms | CPU s/100k | errors | req/s÷nginx | p99÷nginx | CPU÷nginx |"
-  echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  local h='| connections | target | req/s | p50 ms | p99 ms | CPU s/100k | errors | req/s÷nginx | p99÷nginx | CPU÷nginx |' sep='|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|'
+  [ "$RUNS" = 1 ] || { h+=' req/s÷nginx per round |'; sep+='---|'; }
+  echo "$h"; echo "$sep"
   for c in $CONNS; do
     for t in "${TARGETS[@]}"; do
       local rr=() rp=() rc=() rps=() p50=() p99=() cpu=() e=0
@@ -290,9 +294,10 @@ report() {
         rp+=("$(awk -v a="${P99[$k]}" -v b="${P99[$n]}" 'BEGIN { printf "%.3f", b ? a / b : 0 }')")
         rc+=("$(awk -v a="${CPU[$k]}" -v b="${CPU[$n]}" 'BEGIN { printf "%.3f", b ? a / b : 0 }')")
       done
-      printf '| %s | %s | %.0f | %.2f | %.2f | %.2f | %d | %.2f | %.2f | %.2f |\n' "$c" "$t" \
+      printf '| %s | %s | %.0f | %.2f | %.2f | %.2f | %d | %.2f | %.2f | %.2f |' "$c" "$t" \
         "$(median <<<"${rps[*]}")" "$(median <<<"${p50[*]}")" "$(median <<<"${p99[*]}")" "$(median <<<"${cpu[*]}")" "$e" \
         "$(median <<<"${rr[*]}")" "$(median <<<"${rp[*]}")" "$(median <<<"${rc[*]}")"
+      if [ "$RUNS" = 1 ]; then echo; else printf ' %s |\n' "$(printf '%.2f ' "${rr[@]}" | sed 's/ $//')"; fi
     done
   done
   echo
