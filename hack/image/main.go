@@ -1,7 +1,8 @@
 // Command image builds slugway's container images without Docker: the slugway image (the
 // same content as the Dockerfile: the static binary, the CA roots, user 65532, no shell),
 // one image per example with a Dockerfile (examples/*/Dockerfile) and the pause image the
-// node of hack/node.sh needs, since nothing can be pulled there. Each is written as a
+// node of hack/node.sh needs, since nothing can be pulled there; and, only when named with
+// -only, slugway-bench-nginx (Debian's nginx, for hack/bench-node.sh). Each is written as a
 // docker archive (`ctr images import` loads it). Builds are reproducible: the same source
 // gives the same digest, as every timestamp is fixed and the binaries use -trimpath.
 //
