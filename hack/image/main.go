@@ -21,6 +21,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/slugway/slugway/internal/dockerfile"
 )
 
 // caBundle is where Debian (and the golang image the Dockerfile builds in) keeps the CA roots.
@@ -66,10 +68,11 @@ func exampleSpecs(root string) ([]spec, error) {
 	sort.Strings(paths)
 	var out []spec
 	for _, p := range paths {
-		st, err := parseDockerfile(p)
+		df, err := dockerfile.ParseFile(p)
 		if err != nil {
 			return nil, err
 		}
+		st := df.Final()
 		if st.From != "scratch" {
 			continue
 		}
@@ -77,7 +80,7 @@ func exampleSpecs(root string) ([]spec, error) {
 		if len(st.Entrypoint) == 0 || len(st.Copies) != 1 || st.Copies[0] != st.Entrypoint[0] {
 			return nil, fmt.Errorf("%s: want one COPY of the binary that ENTRYPOINT runs", p)
 		}
-		m := ldflagsRE.FindStringSubmatch(st.GoBuild)
+		m := ldflagsRE.FindStringSubmatch(df.GoBuild)
 		if m == nil {
 			return nil, fmt.Errorf("%s: no go build -ldflags \"...\" line", p)
 		}
