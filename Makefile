@@ -93,6 +93,10 @@ e2e: controlplane build ## Run only the end-to-end tests (real binaries as proce
 bench-proxy: controlplane build ## Compare the proxy with nginx, HAProxy and Caddy under wrk (installs them from Debian if missing).
 	hack/bench-proxy.sh
 
+.PHONY: bench-node
+bench-node: controlplane ## The proxy in a pod vs nginx in a pod through kube-proxy's ClusterIPs, on a real node (root; brings it up and down).
+	hack/bench-node.sh
+
 IMAGE_TAG ?= dev
 .PHONY: image
 image: ## Build the slugway, example and pause images without Docker: docker archives in bin/images (IMAGE_TAG, default dev).

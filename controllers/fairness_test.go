@@ -3,9 +3,7 @@ package controllers_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,55 +12,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
+	"github.com/slugway/slugway/internal/tarpit"
 	"github.com/slugway/slugway/internal/testenv"
 	"github.com/slugway/slugway/manager"
 	"github.com/slugway/slugway/proxy/routes"
 	"github.com/slugway/slugway/registry"
 )
-
-// tarpit accepts connections and never answers: each HTTP probe of it holds a probe
-// worker for its whole timeout. It counts the connections it holds at once.
-type tarpit struct {
-	net.Listener
-	mu         sync.Mutex
-	open, peak int
-}
-
-func newTarpit(t *testing.T) *tarpit {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp := &tarpit{Listener: ln}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			tp.mu.Lock()
-			tp.open++
-			tp.peak = max(tp.peak, tp.open)
-			tp.mu.Unlock()
-			go func() {
-				_, _ = c.Read(make([]byte, 4096))
-				_, _ = c.Read(make([]byte, 1)) // until the prober hangs up
-				_ = c.Close()
-				tp.mu.Lock()
-				tp.open--
-				tp.mu.Unlock()
-			}()
-		}
-	}()
-	t.Cleanup(func() { _ = ln.Close() })
-	return tp
-}
-
-func (tp *tarpit) counts() (open, peak int) {
-	tp.mu.Lock()
-	defer tp.mu.Unlock()
-	return tp.open, tp.peak
-}
 
 // TestProberIsFair is issue #14's starvation case on the real apiserver: 64 instances
 // of one slug point at a tarpit with the longest timeout the CRD allows less a little,
@@ -72,7 +27,7 @@ func (tp *tarpit) counts() (open, peak int) {
 func TestProberIsFair(t *testing.T) {
 	const workers, tarpitted = 64, 64
 	startController(t, func(o *manager.Options) { o.ProbeConcurrency = workers })
-	tp := newTarpit(t)
+	tp := tarpit.New(t)
 	claim(t, "tarpit")
 	slow := slugwayv1.HealthCheck{Interval: ms(25 * time.Second), Timeout: ms(20 * time.Second), UnhealthyThreshold: 1, HealthyThreshold: 1}
 	for i := range tarpitted {
@@ -80,7 +35,7 @@ func TestProberIsFair(t *testing.T) {
 	}
 	share := int(workers * 0.25)
 	testenv.Eventually(t, 30*time.Second, func(context.Context) error {
-		if open, _ := tp.counts(); open < share {
+		if open, _ := tp.Counts(); open < share {
 			return fmt.Errorf("the tarpit holds %d probes, want the slug's full share of %d before the punctual instance arrives", open, share)
 		}
 		return nil
@@ -104,7 +59,7 @@ func TestProberIsFair(t *testing.T) {
 		return nil
 	})
 	t.Logf("the punctual instance turned Healthy %s after its creation, with %d tarpitted probes in flight", time.Since(start).Round(time.Millisecond), share)
-	if _, peak := tp.counts(); peak > share {
+	if _, peak := tp.Counts(); peak > share {
 		t.Fatalf("the tarpit held %d probes at once, more than the slug's share of %d", peak, share)
 	}
 }
@@ -117,7 +72,7 @@ func TestChangedURLIsUnknownUntilProbed(t *testing.T) {
 	startController(t, nil)
 	ctx := context.Background()
 	b := newBackend(t, 0)
-	tp := newTarpit(t)
+	tp := tarpit.New(t)
 	sa := claim(t, "moving")
 	hc := fastCheck()
 	hc.Timeout = ms(900 * time.Millisecond)
@@ -134,7 +89,7 @@ func TestChangedURLIsUnknownUntilProbed(t *testing.T) {
 	if routed(got) != 1 {
 		t.Fatalf("the Healthy instance is not routed: %+v", got.Status)
 	}
-	got.Spec.URL = "http://" + tp.Addr().String() + "/moved"
+	got.Spec.URL = "http://" + tp.Addr() + "/moved"
 	if err := env.Client.Update(ctx, got); err != nil {
 		t.Fatal(err)
 	}

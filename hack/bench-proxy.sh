@@ -8,10 +8,19 @@
 #   direct       wrk → the origin
 #   slugway      this tree's `slugway proxy`
 #   baseline     `slugway proxy` built from $BASELINE (only with BASELINE=<commit>)
+#   baseline2    the same from $BASELINE2 (a second commit, e.g. the one before the first's last change)
 #   nginx        nginx as users run it: upstream keepalive, default proxy buffering
 #   nginx-nobuf  the same with `proxy_buffering off` (the headline config before 2026-12)
 #   haproxy      HAProxy, keep-alive both sides
 #   caddy        Caddy, a plain `reverse_proxy` (Traefik cannot be built here, see docs/benchmarks.md)
+#   slugway-trace      (opt-in, PEERS) `slugway proxy`, the same flags as slugway, plus tracing:
+#                      --otlp-endpoint to hack/benchotlp (a real OTLP gRPC receiver, the official
+#                      protobuf packages over grpc-go, started here on loopback), --trace-sampling 1
+#   slugway-trace-low  (opt-in, PEERS) the same with --trace-sampling $TRACE_LOW_SAMPLING (default 0.01)
+# The slugway and baseline targets run with tracing off (OTEL_EXPORTER_OTLP_* unset; checked
+# in their start-up log line), so `slugway` is the tracing-off figure. With a trace target the
+# tables gain one of ratios to slugway in the same round, with the receiver's CPU apart (it is
+# never counted as the proxy's), and the spans the receiver got for the requests wrk sent.
 # nginx, HAProxy, Caddy and wrk are installed from Debian's packages when missing.
 #
 # MODE=make-run: the proxy as `make run` starts it. hack/run (built from this tree, in a
@@ -32,7 +41,10 @@
 #   hack/bench-proxy.sh                         # one round, 10s per measurement (~8 min)
 #   RUNS=3 BASELINE=d763b02 hack/bench-proxy.sh # three rounds (~27 min), target order rotated per round,
 #                                               # medians of the per-round figures and ratios
+#   BASELINE=d763b02 BASELINE2=018436a ...       # two baselines in the same run (targets baseline, baseline2)
 #   DURATION=5s SCENARIOS="small:64 64k:64" PEERS="nginx caddy" hack/bench-proxy.sh
+#   RUNS=3 SCENARIOS="small:64 1k:64 small:256" PEERS="nginx slugway-trace slugway-trace-low" hack/bench-proxy.sh
+#                                               # the cost of tracing (~11 min; docs/benchmarks.md "Tracing cost")
 #   MODE=make-run RUNS=3 hack/bench-proxy.sh    # the proxy as `make run` starts it (~7 min)
 #   OUT=/tmp/bench.md hack/bench-proxy.sh       # also write the tables there (raw rows: /tmp/bench.tsv)
 #   PROFILE=20 hack/bench-proxy.sh              # then a 20s CPU profile of slugway (small:64)
@@ -56,8 +68,9 @@ THREADS=${THREADS:-2}
 RUNS=${RUNS:-1}
 PROFILE=${PROFILE:-0}
 PROFILE_OUT=${PROFILE_OUT:-/tmp/slugway-bench.pprof}
-BASELINE=${BASELINE:-}
+BASELINE=${BASELINE:-} BASELINE2=${BASELINE2:-}
 SLUGWAY_ENV=${SLUGWAY_ENV:-} BASELINE_ENV=${BASELINE_ENV:-}
+TRACE_LOW_SAMPLING=${TRACE_LOW_SAMPLING:-0.01} # slugway-trace-low's --trace-sampling
 OUT=${OUT:-}
 ASSETS=${ASSETS:-${KUBEBUILDER_ASSETS:-$PWD/bin/k8s-v1.37.2}} # kube-apiserver and etcd (hack/controlplane.sh builds them)
 # envtest gives kube-apiserver 20 s to start by default; a loaded machine needs longer
@@ -69,15 +82,25 @@ case $MODE in
   make-run)
     SCENARIOS=${SCENARIOS:-small:64 small:16}
     PEERS=${PEERS:-nginx}
-    [ -z "$BASELINE" ] || { echo "BASELINE is not supported with MODE=make-run" >&2; exit 2; } ;;
+    [ -z "$BASELINE$BASELINE2" ] || { echo "BASELINE is not supported with MODE=make-run" >&2; exit 2; } ;;
   *) echo "MODE=$MODE: use proxies (the default) or make-run" >&2; exit 2 ;;
 esac
 [[ " $PEERS " == *" nginx "* ]] || PEERS="nginx $PEERS" # every ratio is to nginx
+TRACED=""                                               # the trace targets among PEERS
+for p in $PEERS; do [[ $p != slugway-trace* ]] || TRACED+="$p "; done
+[ -z "$TRACED" ] || [ "$MODE" = proxies ] || { echo "PEERS: ${TRACED% } need MODE=proxies" >&2; exit 2; }
+awk -v s="$TRACE_LOW_SAMPLING" 'BEGIN { exit !(s ~ /^(0|1|0?\.[0-9]+|1\.0*)$/) }' ||
+  { echo "TRACE_LOW_SAMPLING=$TRACE_LOW_SAMPLING: want a fraction from 0 to 1" >&2; exit 2; }
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "RUNS=$RUNS: want a positive integer" >&2; exit 2; }
 [ "$PROFILE" = 0 ] || [ "$MODE" = proxies ] || { echo "PROFILE needs MODE=proxies" >&2; exit 2; }
 [ "$PROFILE" != 0 ] && PPROF=true
 if [ -n "$BASELINE" ]; then
   BASELINE_REV=$(git rev-parse --verify --quiet "$BASELINE^{commit}") || { echo "BASELINE=$BASELINE is not a commit here" >&2; exit 2; }
+  if [ -n "$BASELINE2" ]; then
+    BASELINE2_REV=$(git rev-parse --verify --quiet "$BASELINE2^{commit}") || { echo "BASELINE2=$BASELINE2 is not a commit here" >&2; exit 2; }
+  fi
+elif [ -n "$BASELINE2" ]; then
+  echo "BASELINE2 needs BASELINE" >&2; exit 2
 fi
 if [ "$MODE" = make-run ] && [ "${NETNS:-1}" = 1 ] && [ -z "${BENCH_IN_NETNS:-}" ]; then
   # make run's ports are fixed (9080, 8081, 8082, 9311) and another `make run` may hold
@@ -92,8 +115,12 @@ fi
 CLK_TCK=$(getconf CLK_TCK)
 # Loopback addresses only. make run's own ports are fixed by hack/run.
 ORIGIN=127.0.0.1:28081 SLUGWAY=127.0.0.1:28080 ADMIN=127.0.0.1:29080 NGINX=127.0.0.1:28082 HAPROXY=127.0.0.1:28083
-BASE=127.0.0.1:28084 BASE_ADMIN=127.0.0.1:29084 CADDY=127.0.0.1:28085 NGINX_NOBUF=127.0.0.1:28086
+BASE=127.0.0.1:28084 BASE_ADMIN=127.0.0.1:29084 BASE2=127.0.0.1:28090 BASE2_ADMIN=127.0.0.1:29090 CADDY=127.0.0.1:28085 NGINX_NOBUF=127.0.0.1:28086
 MR_PROXY=127.0.0.1:28090 HAND=127.0.0.1:28091 HAND_ADMIN=127.0.0.1:29091 MR_SVC=127.0.0.1:9311
+TRACE=127.0.0.1:28087 TRACE_ADMIN=127.0.0.1:29087 TRACE_LOW=127.0.0.1:28088 TRACE_LOW_ADMIN=127.0.0.1:29088
+OTLP=127.0.0.1:28089 OTLP_STATS=127.0.0.1:29089 # hack/benchotlp: OTLP gRPC, and its span counts over HTTP
+# slugway and baseline are the tracing-off figures, whatever the caller's environment says
+NO_OTEL=(-u OTEL_EXPORTER_OTLP_ENDPOINT -u OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
 
 WORK=$(mktemp -d /tmp/slugway-bench.XXXXXX)
 GROUPS_STARTED=() # process group ids (= the leader's pid) of everything started here
@@ -176,14 +203,17 @@ ports=()
 if [ "$MODE" = proxies ]; then
   ports=("$ORIGIN" "$SLUGWAY" "$ADMIN")
   [ -z "$BASELINE" ] || ports+=("$BASE" "$BASE_ADMIN")
+  [ -z "$BASELINE2" ] || ports+=("$BASE2" "$BASE2_ADMIN")
 else
   ports=("$MR_PROXY" 127.0.0.1:9080 127.0.0.1:8081 127.0.0.1:8082 "$MR_SVC" "$HAND" "$HAND_ADMIN")
 fi
 for p in $PEERS; do
   case $p in nginx) ports+=("$NGINX") ;; nginx-nobuf) ports+=("$NGINX_NOBUF") ;; haproxy) ports+=("$HAPROXY") ;; caddy) ports+=("$CADDY") ;;
-    *) echo "PEERS: unknown peer $p (nginx, nginx-nobuf, haproxy, caddy)" >&2; exit 2 ;;
+    slugway-trace) ports+=("$TRACE" "$TRACE_ADMIN") ;; slugway-trace-low) ports+=("$TRACE_LOW" "$TRACE_LOW_ADMIN") ;;
+    *) echo "PEERS: unknown peer $p (nginx, nginx-nobuf, haproxy, caddy, slugway-trace, slugway-trace-low)" >&2; exit 2 ;;
   esac
 done
+[ -z "$TRACED" ] || ports+=("$OTLP" "$OTLP_STATS")
 for a in "${ports[@]}"; do
   port_free "$a" || { echo "port ${a##*:} is in use (ss -ltnp); stop what holds it first" >&2; ss -ltnpH "sport = :${a##*:}" >&2; exit 1; }
 done
@@ -193,11 +223,18 @@ CGO_ENABLED=0 go build -o "$WORK/slugway" . # as hack/run.sh builds it
 if [ "$MODE" = proxies ]; then
   go build -o "$WORK/benchorigin" ./hack/benchorigin
   go build -o "$WORK/benchenv" ./hack/benchenv
+  [ -z "$TRACED" ] || go build -o "$WORK/benchotlp" ./hack/benchotlp
   if [ -n "$BASELINE" ]; then
     echo "building slugway at $BASELINE as the baseline" >&2
     mkdir -p "$WORK/base"
     git archive "$BASELINE_REV" | tar -x -C "$WORK/base"
     (cd "$WORK/base" && CGO_ENABLED=0 go build -o "$WORK/slugway-base" .)
+  fi
+  if [ -n "$BASELINE2" ]; then
+    echo "building slugway at $BASELINE2 as the second baseline" >&2
+    mkdir -p "$WORK/base2"
+    git archive "$BASELINE2_REV" | tar -x -C "$WORK/base2"
+    (cd "$WORK/base2" && CGO_ENABLED=0 go build -o "$WORK/slugway-base2" .)
   fi
 fi
 
@@ -287,17 +324,44 @@ if [ "$MODE" = proxies ]; then
   start_bg benchenv env KUBEBUILDER_ASSETS="$ASSETS" "$WORK/benchenv" -origin "http://$ORIGIN" -write-kubeconfig "$WORK/kubeconfig"
   for _ in $(seq 1 900); do grep -q ready "$WORK/benchenv.out" 2>/dev/null && break; sleep 0.1; done
   grep -q ready "$WORK/benchenv.out" || { cat "$WORK/benchenv.log" >&2; exit 1; }
-  start_bg slugway env $SLUGWAY_ENV KUBECONFIG="$WORK/kubeconfig" "$WORK/slugway" proxy --listen "$SLUGWAY" --admin-listen "$ADMIN" --allow-loopback --pprof="${PPROF:-false}"
+  start_bg slugway env "${NO_OTEL[@]}" $SLUGWAY_ENV KUBECONFIG="$WORK/kubeconfig" "$WORK/slugway" proxy --listen "$SLUGWAY" --admin-listen "$ADMIN" --allow-loopback --pprof="${PPROF:-false}"
   SLUGWAY_PID=$LAST_PID
   wait_http "http://$ADMIN/readyz"
   if [ -n "$BASELINE" ]; then
-    start_bg slugway-base env $BASELINE_ENV KUBECONFIG="$WORK/kubeconfig" "$WORK/slugway-base" proxy --listen "$BASE" --admin-listen "$BASE_ADMIN" --allow-loopback
+    start_bg slugway-base env "${NO_OTEL[@]}" $BASELINE_ENV KUBECONFIG="$WORK/kubeconfig" "$WORK/slugway-base" proxy --listen "$BASE" --admin-listen "$BASE_ADMIN" --allow-loopback
     BASE_PID=$LAST_PID
     wait_http "http://$BASE_ADMIN/readyz"
   fi
+  if [ -n "$BASELINE2" ]; then
+    start_bg slugway-base2 env "${NO_OTEL[@]}" $BASELINE_ENV KUBECONFIG="$WORK/kubeconfig" "$WORK/slugway-base2" proxy --listen "$BASE2" --admin-listen "$BASE2_ADMIN" --allow-loopback
+    BASE2_PID=$LAST_PID
+    wait_http "http://$BASE2_ADMIN/readyz"
+  fi
+  if [ -n "$TRACED" ]; then
+    start_bg otlp "$WORK/benchotlp" -listen "$OTLP" -stats "$OTLP_STATS"; OTLP_PID=$LAST_PID
+    wait_http "http://$OTLP_STATS/spans"
+    # start_trace name listen admin sampling: slugway's command line, plus tracing to benchotlp;
+    # OTEL_SERVICE_NAME tells the receiver whose spans it got.
+    start_trace() {
+      start_bg "$1" env $SLUGWAY_ENV OTEL_SERVICE_NAME="$1" KUBECONFIG="$WORK/kubeconfig" "$WORK/slugway" proxy --listen "$2" --admin-listen "$3" \
+        --allow-loopback --pprof="${PPROF:-false}" --otlp-endpoint "http://$OTLP" --trace-sampling "$4"
+      wait_http "http://$3/readyz"
+    }
+    [[ " $PEERS " != *" slugway-trace "* ]] || { start_trace slugway-trace "$TRACE" "$TRACE_ADMIN" 1; TRACE_PID=$LAST_PID; }
+    [[ " $PEERS " != *" slugway-trace-low "* ]] || { start_trace slugway-trace-low "$TRACE_LOW" "$TRACE_LOW_ADMIN" "$TRACE_LOW_SAMPLING"; TRACE_LOW_PID=$LAST_PID; }
+  fi
+  # each proxy logs whether tracing is on at start-up: the tables' labels must be true
+  tracing_is() { grep -q "starting proxy.*\"tracing\": *$2" "$WORK/$1.log" || { echo "$1 does not log tracing $2 at start-up:" >&2; cat "$WORK/$1.log" >&2; exit 1; }; }
+  tracing_is slugway false
+  # a baseline may predate tracing (no "tracing" field at all): then it cannot trace
+  untraced() { grep -q 'starting proxy.*"tracing"' "$WORK/$1.log" && tracing_is "$1" false || true; }
+  [ -z "$BASELINE" ] || untraced slugway-base
+  [ -z "$BASELINE2" ] || untraced slugway-base2
+  for t in $TRACED; do tracing_is "$t" true; done
   start_peers "$ORIGIN" /bench/ start_bg
   TARGETS=(direct slugway)
   [ -z "$BASELINE" ] || TARGETS+=(baseline)
+  [ -z "$BASELINE2" ] || TARGETS+=(baseline2)
   PATHS=(/bench/hello /bench/1k /bench/64k)
 else
   # A scratch copy of the repository layout for hack/run: the same go.mod and config/, bin/
@@ -334,8 +398,9 @@ TARGETS+=($PEERS)
 
 addr_of() {
   case $1 in
-    direct) echo "$ORIGIN" ;; slugway) echo "$SLUGWAY" ;; baseline) echo "$BASE" ;; nginx) echo "$NGINX" ;; nginx-nobuf) echo "$NGINX_NOBUF" ;;
+    direct) echo "$ORIGIN" ;; slugway) echo "$SLUGWAY" ;; baseline) echo "$BASE" ;; baseline2) echo "$BASE2" ;; nginx) echo "$NGINX" ;; nginx-nobuf) echo "$NGINX_NOBUF" ;;
     haproxy) echo "$HAPROXY" ;; caddy) echo "$CADDY" ;; make-run) echo "$MR_PROXY" ;; by-hand) echo "$HAND" ;;
+    slugway-trace) echo "$TRACE" ;; slugway-trace-low) echo "$TRACE_LOW" ;;
   esac
 }
 pids_of() { # target → the processes doing its work
@@ -343,11 +408,14 @@ pids_of() { # target → the processes doing its work
     direct) echo "$ORIGIN_PID" ;;
     slugway) echo "$SLUGWAY_PID" ;;
     baseline) echo "$BASE_PID" ;;
+    baseline2) echo "$BASE2_PID" ;;
     nginx | nginx-nobuf) descendants "$NGINX_PID" | tr '\n' ' ' ;;
     haproxy) echo "$HAPROXY_PID" ;;
     caddy) echo "$CADDY_PID" ;;
     make-run) echo "$MR_PROXY_PID" ;;
     by-hand) echo "$HAND_PID" ;;
+    slugway-trace) echo "$TRACE_PID" ;; # the proxy alone: the OTLP receiver's CPU is counted apart (OTLP_CPU)
+    slugway-trace-low) echo "$TRACE_LOW_PID" ;;
   esac
 }
 path_for() {
@@ -393,9 +461,9 @@ med_of() { # array scenario target → the median over the rounds
 per_round=$(( ${#TARGETS[@]} * $(wc -w <<<"$SCENARIOS") ))
 secs=$(awk -v n=$((per_round * RUNS)) -v d="$DURATION" -v w="$WARMUP" 'BEGIN { print int(n * (d + w + 1) / 60 + 0.5) }') # wrk's durations in s
 echo "measuring: $RUNS round(s) × ${#TARGETS[@]} targets × $(wc -w <<<"$SCENARIOS") scenarios, about $secs min" >&2
-declare -A RPS P50 P99 CPU ERR
+declare -A RPS P50 P99 CPU ERR OTLP_CPU SENT
 RAW=$WORK/raw.tsv
-printf 'round\tscenario\ttarget\treq_s\tp50_ms\tp99_ms\tcpu_s_per_100k\terrors\n' >"$RAW"
+printf 'round\tscenario\ttarget\treq_s\tp50_ms\tp99_ms\tcpu_s_per_100k\terrors\totlp_receiver_cpu_s_per_100k\n' >"$RAW"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg) STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
 for ((r = 1; r <= RUNS; r++)); do
   # rotate the order of the targets every round, so none always runs first or last
@@ -405,25 +473,34 @@ for ((r = 1; r <= RUNS; r++)); do
     conns=${sc##*:} path=$(path_for "${sc%%:*}")
     for target in "${order[@]}"; do
       url="http://$(addr_of "$target")$path"
-      wrk -t"$THREADS" -c"$conns" -d"$WARMUP" "$url" >/dev/null
+      out=$(wrk -t"$THREADS" -c"$conns" -d"$WARMUP" "$url")
+      SENT[$target]=$((${SENT[$target]:-0} + $(awk '/requests in/ {print $1}' <<<"$out"))) # requests sent, warm-ups included
       read -ra pids <<<"$(pids_of "$target")"
-      before=$(cpu_ticks "${pids[@]}")
+      before=$(cpu_ticks "${pids[@]}") obefore=$([ -z "$TRACED" ] || cpu_ticks "$OTLP_PID")
       out=$(wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency "$url")
-      after=$(cpu_ticks "${pids[@]}")
+      after=$(cpu_ticks "${pids[@]}") oafter=$([ -z "$TRACED" ] || cpu_ticks "$OTLP_PID")
       k="$r/$sc/$target"
       reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+      SENT[$target]=$((${SENT[$target]} + reqs))
+      OTLP_CPU[$k]=-
+      [[ $target != slugway-trace* ]] ||
+        OTLP_CPU[$k]=$(awk -v d=$((oafter - obefore)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN { printf "%.2f", n ? d / hz / n * 100000 : 0 }')
       RPS[$k]=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
       P50[$k]=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
       P99[$k]=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
       CPU[$k]=$(awk -v d=$((after - before)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN { printf "%.2f", n ? d / hz / n * 100000 : 0 }')
       ERR[$k]=$(awk '/Socket errors/ {gsub(",", ""); e += $4 + $6 + $8 + $10} /Non-2xx/ {e += $NF} END {print e + 0}' <<<"$out")
       [ "${ERR[$k]}" = 0 ] || echo "warning: $target answered ${ERR[$k]} errors in $sc:"$'\n'"$out" >&2
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$sc" "$target" "${RPS[$k]}" "${P50[$k]}" "${P99[$k]}" "${CPU[$k]}" "${ERR[$k]}" >>"$RAW"
-      echo "round $r/$RUNS $sc $target: ${RPS[$k]} req/s, p99 ${P99[$k]} ms, ${CPU[$k]} CPU s/100k req, load $(cut -d' ' -f1 /proc/loadavg)" >&2
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$sc" "$target" "${RPS[$k]}" "${P50[$k]}" "${P99[$k]}" "${CPU[$k]}" "${ERR[$k]}" "${OTLP_CPU[$k]}" >>"$RAW"
+      echo "round $r/$RUNS $sc $target: ${RPS[$k]} req/s, p99 ${P99[$k]} ms, ${CPU[$k]} CPU s/100k req$([ "${OTLP_CPU[$k]}" = - ] || echo " (+ ${OTLP_CPU[$k]} the OTLP receiver's)"), load $(cut -d' ' -f1 /proc/loadavg)" >&2
     done
   done
 done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+if [ -n "$TRACED" ]; then
+  sleep 3 # the exporters send what they hold within their 1 s batch timeout
+  SPANS=$(curl -sf "http://$OTLP_STATS/spans") || { echo "cannot read the OTLP receiver's counts" >&2; exit 1; }
+fi
 
 report() {
   local rev dirty vers sc t k nk vals
@@ -433,9 +510,9 @@ report() {
   [[ " $PEERS " != *" haproxy "* ]] || vers+=", HAProxy $("$HAPROXY_BIN" -v 2>&1 | awk 'NR == 1 {print $3}' || true)"
   [[ " $PEERS " != *" caddy "* ]] || vers+=", Caddy $(caddy version 2>&1 | awk '{print $1}' || true)"
   vers+=", $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}' || true)" # wrk -v exits 1
-  echo "\`$(env | grep -E '^(MODE|RUNS|BASELINE|SCENARIOS|PEERS|DURATION|WARMUP|THREADS|SLUGWAY_ENV|BASELINE_ENV)=' | grep -v '^MODE=proxies$' | sort | tr '\n' ' ' || true)hack/bench-proxy.sh\`"
+  echo "\`$(env | grep -E '^(MODE|RUNS|BASELINE|BASELINE2|SCENARIOS|PEERS|DURATION|WARMUP|THREADS|SLUGWAY_ENV|BASELINE_ENV|TRACE_LOW_SAMPLING)=' | grep -v '^MODE=proxies$' | sort | tr '\n' ' ' || true)hack/bench-proxy.sh\`"
   echo
-  echo "slugway $rev$dirty$([ -z "$BASELINE" ] || echo ", baseline $(git rev-parse --short "$BASELINE_REV")"); $vers."
+  echo "slugway $rev$dirty$([ -z "$BASELINE" ] || echo ", baseline $(git rev-parse --short "$BASELINE_REV")$([ -z "$BASELINE2" ] || echo ", baseline2 $(git rev-parse --short "$BASELINE2_REV")")"); $vers."
   echo "wrk -t$THREADS -d$DURATION (warm-up $WARMUP), $RUNS round(s), target order rotated each round; $(nproc) cores; started $STARTED, load average $LOAD_START at the start, $LOAD_END at the end."
   [ "$MODE" = proxies ] || echo "make-run: the proxy hack/run started (its own session, like a terminal); by-hand: a second slugway proxy, same flags, same apiserver, its own session; direct: skeleton-svc itself."
   echo "Figures are medians over the rounds; each ratio is the median of the per-round ratios to nginx in the same round. CPU: user+sys seconds per 100k requests of the target's processes (for direct: the origin's)."
@@ -459,20 +536,47 @@ report() {
       [ "$RUNS" = 1 ] && echo || echo " ${per% } |"
     done
   done
-  if [ -n "$BASELINE" ]; then
+  local bt brev
+  for bt in baseline baseline2; do
+    case $bt in baseline) brev=${BASELINE_REV:-} ;; baseline2) brev=${BASELINE2_REV:-} ;; esac
+    [ -n "$brev" ] || continue
     echo
-    echo "slugway against the baseline (median of the per-round ratios):"
+    echo "slugway against $bt ($(git rev-parse --short "$brev"); median of the per-round ratios):"
     echo
-    echo "| scenario | req/s slugway÷baseline | p99 slugway÷baseline | CPU slugway÷baseline |"
+    echo "| scenario | req/s slugway÷$bt | p99 slugway÷$bt | CPU slugway÷$bt |"
     echo "|---|---:|---:|---:|"
     for sc in $SCENARIOS; do
       local a=() b=() c=()
       for ((r = 1; r <= RUNS; r++)); do
-        a+=("$(awk -v x="${RPS[$r/$sc/slugway]}" -v y="${RPS[$r/$sc/baseline]}" 'BEGIN { printf "%.3f", y ? x / y : 0 }')")
-        b+=("$(awk -v x="${P99[$r/$sc/slugway]}" -v y="${P99[$r/$sc/baseline]}" 'BEGIN { printf "%.3f", y ? x / y : 0 }')")
-        c+=("$(awk -v x="${CPU[$r/$sc/slugway]}" -v y="${CPU[$r/$sc/baseline]}" 'BEGIN { printf "%.3f", y ? x / y : 0 }')")
+        a+=("$(awk -v x="${RPS[$r/$sc/slugway]}" -v y="${RPS[$r/$sc/$bt]}" 'BEGIN { printf "%.3f", y ? x / y : 0 }')")
+        b+=("$(awk -v x="${P99[$r/$sc/slugway]}" -v y="${P99[$r/$sc/$bt]}" 'BEGIN { printf "%.3f", y ? x / y : 0 }')")
+        c+=("$(awk -v x="${CPU[$r/$sc/slugway]}" -v y="${CPU[$r/$sc/$bt]}" 'BEGIN { printf "%.3f", y ? x / y : 0 }')")
       done
       printf '| %s | %.2f | %.2f | %.2f |\n' "$sc" "$(median <<<"${a[*]}")" "$(median <<<"${b[*]}")" "$(median <<<"${c[*]}")"
+    done
+  done
+  if [ -n "$TRACED" ]; then
+    echo
+    echo "Tracing cost: each target ÷ slugway (tracing off) in the same round, median of the per-round ratios. slugway-trace: --trace-sampling 1; slugway-trace-low: --trace-sampling $TRACE_LOW_SAMPLING; both export over OTLP gRPC to hack/benchotlp on loopback, whose CPU (same 2 cores) is not in the target's but in the last column."
+    echo
+    echo "| scenario | target | req/s÷slugway | p99÷slugway | CPU÷slugway | OTLP receiver CPU s/100k |"
+    echo "|---|---|---:|---:|---:|---:|"
+    for sc in $SCENARIOS; do
+      for t in $TRACED; do
+        local a=() b=() c=()
+        for ((r = 1; r <= RUNS; r++)); do
+          a+=("$(awk -v x="${RPS[$r/$sc/$t]}" -v y="${RPS[$r/$sc/slugway]}" 'BEGIN { printf "%.3f", y ? x / y : 0 }')")
+          b+=("$(awk -v x="${P99[$r/$sc/$t]}" -v y="${P99[$r/$sc/slugway]}" 'BEGIN { printf "%.3f", y ? x / y : 0 }')")
+          c+=("$(awk -v x="${CPU[$r/$sc/$t]}" -v y="${CPU[$r/$sc/slugway]}" 'BEGIN { printf "%.3f", y ? x / y : 0 }')")
+        done
+        printf '| %s | %s | %.2f | %.2f | %.2f | %.2f |\n' "$sc" "$t" "$(median <<<"${a[*]}")" "$(median <<<"${b[*]}")" "$(median <<<"${c[*]}")" "$(med_of OTLP_CPU "$sc" "$t")"
+      done
+    done
+    echo
+    echo "Spans the OTLP receiver got, for the requests wrk completed (warm-ups included; a few readiness checks, and requests in flight when wrk stopped, come on top):"
+    echo
+    for t in $TRACED; do
+      awk -v t="$t" -v sent="${SENT[$t]}" '$1 == t { n = $3 } END { printf "- %s: %d spans for %d requests, %.4f per request\n", t, n, sent, sent ? n / sent : 0 }' <<<"$SPANS"
     done
   fi
   local goal=slugway

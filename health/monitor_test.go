@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/slugway/slugway/internal/tarpit"
 )
 
 // TestMonitorNotifiesOnTransitionsOnly runs real probes against a real HTTP server and
@@ -190,55 +192,11 @@ func TestMonitorRefreshBudget(t *testing.T) {
 	}
 }
 
-// tarpit accepts TCP connections and never answers, so every HTTP probe of it holds
-// its worker for the whole timeout. It reports how many it holds at once.
-type tarpit struct {
-	ln         net.Listener
-	mu         sync.Mutex
-	open, peak int
-}
-
-func newTarpit(t *testing.T) *tarpit {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp := &tarpit{ln: ln}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			tp.mu.Lock()
-			tp.open++
-			tp.peak = max(tp.peak, tp.open)
-			tp.mu.Unlock()
-			go func() {
-				_, _ = c.Read(make([]byte, 4096)) // the request
-				_, _ = c.Read(make([]byte, 1))    // until the prober gives up
-				_ = c.Close()
-				tp.mu.Lock()
-				tp.open--
-				tp.mu.Unlock()
-			}()
-		}
-	}()
-	t.Cleanup(func() { _ = ln.Close() })
-	return tp
-}
-
-func (tp *tarpit) counts() (open, peak int) {
-	tp.mu.Lock()
-	defer tp.mu.Unlock()
-	return tp.open, tp.peak
-}
-
 // TestMonitorFairAcrossGroups: 32 tarpitted instances of one group cannot hold more
 // than the group's share of the workers, so another group's new instance is probed at
 // once, not after the tarpit's timeouts; and the tarpitted group still gets its share.
 func TestMonitorFairAcrossGroups(t *testing.T) {
-	tp := newTarpit(t)
+	tp := tarpit.New(t)
 	good := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer good.Close()
 	m := NewMonitor[string](NewProber(nil), 8, time.Hour, nil) // share 1/4: 2 workers per group
@@ -248,11 +206,11 @@ func TestMonitorFairAcrossGroups(t *testing.T) {
 	const timeout = 5 * time.Second
 	for i := range 32 {
 		m.Ensure(fmt.Sprintf("slow-%d", i), Spec{
-			Target:   Target{Kind: KindHTTP, URL: fmt.Sprintf("http://%s/i%d", tp.ln.Addr(), i), Timeout: timeout},
+			Target:   Target{Kind: KindHTTP, URL: fmt.Sprintf("http://%s/i%d", tp.Addr(), i), Timeout: timeout},
 			Interval: 2 * timeout, Groups: Groups{"slug:slow", "owner:mallory"},
 		})
 	}
-	waitFor(t, func() bool { open, _ := tp.counts(); return open >= 2 })
+	waitFor(t, func() bool { open, _ := tp.Counts(); return open >= 2 })
 	start := time.Now()
 	m.Ensure("fresh", Spec{Target: Target{Kind: KindHTTP, URL: good.URL, Timeout: time.Second}, Interval: time.Second, Groups: Groups{"slug:fresh", "owner:alice"}})
 	waitFor(t, func() bool { st, _ := m.State("fresh"); return st.Health == Healthy })
@@ -262,12 +220,12 @@ func TestMonitorFairAcrossGroups(t *testing.T) {
 	// An owner's share bounds all of its slugs together.
 	for i := range 8 {
 		m.Ensure(fmt.Sprintf("slow2-%d", i), Spec{
-			Target:   Target{Kind: KindHTTP, URL: fmt.Sprintf("http://%s/j%d", tp.ln.Addr(), i), Timeout: timeout},
+			Target:   Target{Kind: KindHTTP, URL: fmt.Sprintf("http://%s/j%d", tp.Addr(), i), Timeout: timeout},
 			Interval: 2 * timeout, Groups: Groups{"slug:slow2", "owner:mallory"},
 		})
 	}
 	time.Sleep(200 * time.Millisecond) // give a broken scheduler the chance to overrun the share
-	if _, peak := tp.counts(); peak != 2 {
+	if _, peak := tp.Counts(); peak != 2 {
 		t.Fatalf("the tarpit held %d probes at once; want exactly the group's share of 2", peak)
 	}
 	m.mu.Lock()
@@ -281,7 +239,7 @@ func TestMonitorFairAcrossGroups(t *testing.T) {
 // TestMonitorParkedForgetAndEnsure: a parked probe can be forgotten or respecified
 // without leaving it queued twice or lost.
 func TestMonitorParkedForgetAndEnsure(t *testing.T) {
-	tp := newTarpit(t)
+	tp := tarpit.New(t)
 	good := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer good.Close()
 	m := NewMonitor[string](NewProber(nil), 4, time.Hour, nil)
@@ -290,7 +248,7 @@ func TestMonitorParkedForgetAndEnsure(t *testing.T) {
 	defer cancel()
 	go func() { _ = m.Start(ctx) }()
 	slow := func(i int) Spec {
-		return Spec{Target: Target{Kind: KindHTTP, URL: fmt.Sprintf("http://%s/%d", tp.ln.Addr(), i), Timeout: 3 * time.Second}, Interval: 6 * time.Second, Groups: Groups{"g"}}
+		return Spec{Target: Target{Kind: KindHTTP, URL: fmt.Sprintf("http://%s/%d", tp.Addr(), i), Timeout: 3 * time.Second}, Interval: 6 * time.Second, Groups: Groups{"g"}}
 	}
 	for i := range 3 {
 		m.Ensure(fmt.Sprint(i), slow(i))

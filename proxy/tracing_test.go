@@ -184,13 +184,21 @@ func TestTracingOffPassesTraceparentThrough(t *testing.T) {
 	}
 }
 
-func BenchmarkFrontTraced(b *testing.B) {
+// BenchmarkFrontTraced is BenchmarkFront with tracing on, every request sampled
+// and exported to an in-process OTLP receiver.
+func BenchmarkFrontTraced(b *testing.B) { benchFrontTraced(b, 1) }
+
+// BenchmarkFrontTracedLow samples 1% of new traces: the others still parse and
+// write the trace headers and start a non-recording span, but export nothing.
+func BenchmarkFrontTracedLow(b *testing.B) { benchFrontTraced(b, 0.01) }
+
+func benchFrontTraced(b *testing.B, sampling float64) {
 	rcv, err := otlpreceiver.Start()
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer rcv.Stop()
-	tr, err := tracing.New(context.Background(), tracing.Options{Endpoint: rcv.Endpoint(), Sampling: 1}, "bench")
+	tr, err := tracing.New(context.Background(), tracing.Options{Endpoint: rcv.Endpoint(), Sampling: sampling}, "bench")
 	if err != nil {
 		b.Fatal(err)
 	}

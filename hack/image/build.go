@@ -107,7 +107,11 @@ func build(root string, s spec) (v1.Image, error) {
 		if err != nil {
 			return nil, fmt.Errorf("image %s needs %s: %w", s.Name, src, err)
 		}
-		files = append(files, file{path: dst, mode: 0o644, data: data})
+		mode := int64(0o644)
+		if st, err := os.Stat(src); err == nil && st.Mode().Perm()&0o111 != 0 {
+			mode = 0o755 // executables and the dynamic loader keep their execute bits
+		}
+		files = append(files, file{path: dst, mode: mode, data: data})
 	}
 	l, err := layer(files)
 	if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"archive/tar"
-	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -11,6 +10,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/slugway/slugway/internal/dockerfile"
 )
 
 // The tests run in hack/image; the repository root is two levels up.
@@ -34,7 +35,7 @@ func buildSpec(t *testing.T, root string, s spec) v1.Image {
 
 // imageDescribes checks that img is the image the Dockerfile's final stage describes: its
 // entrypoint, user, ports and files (what COPY puts there and nothing else, so no shell).
-func imageDescribes(t *testing.T, img v1.Image, st finalStage) {
+func imageDescribes(t *testing.T, img v1.Image, st *dockerfile.Stage) {
 	t.Helper()
 	if st.From != "scratch" {
 		t.Fatalf("final stage FROM %s: hack/image builds FROM scratch images only", st.From)
@@ -96,25 +97,25 @@ func imageDescribes(t *testing.T, img v1.Image, st finalStage) {
 // The image hack/image builds and the one the Dockerfile builds are the same image.
 func TestSlugwayImageMatchesDockerfile(t *testing.T) {
 	root := repoRoot(t)
-	st, err := parseDockerfile(filepath.Join(root, "Dockerfile"))
+	df, err := dockerfile.ParseFile(filepath.Join(root, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := slugwaySpec("v0.0.0-test")
 	// The binary is built with the Dockerfile's flags.
-	m := ldflagsRE.FindStringSubmatch(st.GoBuild)
+	m := ldflagsRE.FindStringSubmatch(df.GoBuild)
 	if m == nil {
-		t.Fatalf("no -ldflags in the Dockerfile's go build: %q", st.GoBuild)
+		t.Fatalf("no -ldflags in the Dockerfile's go build: %q", df.GoBuild)
 	}
 	if want := strings.ReplaceAll(m[1], "${VERSION}", "v0.0.0-test"); want != s.LDFlags {
 		t.Errorf("hack/image builds with -ldflags %q, the Dockerfile with %q", s.LDFlags, want)
 	}
 	for _, f := range []string{"CGO_ENABLED=0", "-trimpath"} {
-		if !strings.Contains(st.GoBuild, f) {
+		if !strings.Contains(df.GoBuild, f) {
 			t.Errorf("the Dockerfile's go build lacks %s, which hack/image uses", f)
 		}
 	}
-	imageDescribes(t, buildSpec(t, root, s), st)
+	imageDescribes(t, buildSpec(t, root, s), df.Final())
 }
 
 // Each example image matches its Dockerfile too (the build reads the Dockerfile, so this
@@ -134,11 +135,11 @@ func TestExampleImagesMatchTheirDockerfiles(t *testing.T) {
 	}
 	for _, s := range specs {
 		t.Run(s.Name, func(t *testing.T) {
-			st, err := parseDockerfile(filepath.Join(root, "examples", s.Name, "Dockerfile"))
+			df, err := dockerfile.ParseFile(filepath.Join(root, "examples", s.Name, "Dockerfile"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			imageDescribes(t, buildSpec(t, root, s), st)
+			imageDescribes(t, buildSpec(t, root, s), df.Final())
 		})
 	}
 }
@@ -179,23 +180,5 @@ func TestBuildIsReproducible(t *testing.T) {
 	}
 	if d, _ := img.Digest(); "slugway "+d.String() == digests[0] {
 		t.Errorf("another version gave the same digest %s", d)
-	}
-}
-
-func TestParseDockerfileErrors(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "Dockerfile")
-	for text, want := range map[string]string{
-		"# nothing\n":                     "no FROM",
-		"FROM scratch\nENTRYPOINT /x\n":   "exec form",
-		"FROM scratch\nCOPY onlyone\n":    "a source and a destination",
-		"FROM scratch\nENTRYPOINT [/x]\n": "invalid syntax",
-	} {
-		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := parseDockerfile(p); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%q: error %v, want one containing %q", text, err, want)
-		}
 	}
 }

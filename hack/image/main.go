@@ -1,7 +1,8 @@
 // Command image builds slugway's container images without Docker: the slugway image (the
 // same content as the Dockerfile: the static binary, the CA roots, user 65532, no shell),
 // one image per example with a Dockerfile (examples/*/Dockerfile) and the pause image the
-// node of hack/node.sh needs, since nothing can be pulled there. Each is written as a
+// node of hack/node.sh needs, since nothing can be pulled there; and, only when named with
+// -only, slugway-bench-nginx (Debian's nginx, for hack/bench-node.sh). Each is written as a
 // docker archive (`ctr images import` loads it). Builds are reproducible: the same source
 // gives the same digest, as every timestamp is fixed and the binaries use -trimpath.
 //
@@ -20,6 +21,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/slugway/slugway/internal/dockerfile"
 )
 
 // caBundle is where Debian (and the golang image the Dockerfile builds in) keeps the CA roots.
@@ -65,10 +68,11 @@ func exampleSpecs(root string) ([]spec, error) {
 	sort.Strings(paths)
 	var out []spec
 	for _, p := range paths {
-		st, err := parseDockerfile(p)
+		df, err := dockerfile.ParseFile(p)
 		if err != nil {
 			return nil, err
 		}
+		st := df.Final()
 		if st.From != "scratch" {
 			continue
 		}
@@ -76,7 +80,7 @@ func exampleSpecs(root string) ([]spec, error) {
 		if len(st.Entrypoint) == 0 || len(st.Copies) != 1 || st.Copies[0] != st.Entrypoint[0] {
 			return nil, fmt.Errorf("%s: want one COPY of the binary that ENTRYPOINT runs", p)
 		}
-		m := ldflagsRE.FindStringSubmatch(st.GoBuild)
+		m := ldflagsRE.FindStringSubmatch(df.GoBuild)
 		if m == nil {
 			return nil, fmt.Errorf("%s: no go build -ldflags \"...\" line", p)
 		}
@@ -107,7 +111,7 @@ func main() {
 	out := flag.String("out", filepath.Join(root, "bin", "images"), "directory for the archives (<name>-<tag>.tar)")
 	tag := flag.String("tag", "dev", "tag of every image")
 	version := flag.String("version", "", "version stamped into the slugway binary (default: the tag)")
-	only := flag.String("only", "", "comma-separated image names to build (default: all)")
+	only := flag.String("only", "", "comma-separated image names to build (default: all but "+NginxImage+", which is built only when named)")
 	flag.Parse()
 	if *version == "" {
 		*version = *tag
@@ -128,6 +132,13 @@ func run(root, out, tag, version, only string) error {
 		if n != "" {
 			want[n] = true
 		}
+	}
+	if want[NginxImage] { // only when named: it packs the build machine's nginx
+		s, err := nginxSpec()
+		if err != nil {
+			return err
+		}
+		specs = append(specs, s)
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err

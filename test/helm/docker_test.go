@@ -7,73 +7,47 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+
+	"github.com/slugway/slugway/internal/dockerfile"
 )
 
-// dockerfile returns the Dockerfile's instructions, continuation lines joined.
-func dockerfile(t *testing.T) []string {
+// rootDockerfile parses the repository's Dockerfile.
+func rootDockerfile(t *testing.T) *dockerfile.File {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(env.Root, "Dockerfile"))
+	f, err := dockerfile.ParseFile(filepath.Join(env.Root, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []string
-	var cur strings.Builder
-	for _, line := range strings.Split(string(raw), "\n") {
-		trimmed := strings.TrimSpace(line)
-		if cur.Len() == 0 && (trimmed == "" || strings.HasPrefix(trimmed, "#")) {
-			continue
-		}
-		if strings.HasSuffix(trimmed, "\\") {
-			cur.WriteString(strings.TrimSuffix(trimmed, "\\") + " ")
-			continue
-		}
-		cur.WriteString(trimmed)
-		out = append(out, cur.String())
-		cur.Reset()
-	}
-	return out
+	return f
 }
 
 // The final image holds only the binary, runs it as non-root, and lets the chart pick
 // the subcommand.
 func TestDockerfileFinalStage(t *testing.T) {
-	var stages [][]string
-	for _, ins := range dockerfile(t) {
-		if strings.HasPrefix(strings.ToUpper(ins), "FROM ") {
-			stages = append(stages, nil)
-		}
-		if len(stages) > 0 {
-			stages[len(stages)-1] = append(stages[len(stages)-1], ins)
-		}
+	df := rootDockerfile(t)
+	if len(df.Stages) < 2 {
+		t.Fatalf("want a multi-stage build (builder, then final), got %d stage(s)", len(df.Stages))
 	}
-	if len(stages) < 2 {
-		t.Fatalf("want a multi-stage build (builder, then final), got %d stage(s)", len(stages))
+	final := df.Final()
+	if !regexp.MustCompile(`^(scratch|\S*distroless/static\S*)$`).MatchString(final.From) {
+		t.Errorf("final stage FROM %q: want scratch or a distroless static image", final.From)
 	}
-	final := stages[len(stages)-1]
-	if !regexp.MustCompile(`^FROM (scratch|\S*distroless/static\S*)$`).MatchString(final[0]) {
-		t.Errorf("final stage %q: want scratch or a distroless static image", final[0])
-	}
-	var user, entrypoint string
-	for _, ins := range final {
-		switch {
-		case strings.HasPrefix(ins, "USER "):
-			user = strings.TrimPrefix(ins, "USER ")
-		case strings.HasPrefix(ins, "ENTRYPOINT "):
-			entrypoint = strings.TrimPrefix(ins, "ENTRYPOINT ")
-		case strings.HasPrefix(ins, "CMD "), strings.HasPrefix(ins, "RUN "):
+	for _, ins := range final.Instructions {
+		if ins.Keyword == "CMD" || ins.Keyword == "RUN" {
 			t.Errorf("final stage runs %q: the chart passes the subcommand as args, and there is no shell", ins)
 		}
 	}
-	if !regexp.MustCompile(`^[1-9][0-9]*(:[1-9][0-9]*)?$`).MatchString(user) {
-		t.Errorf("USER %q: want a numeric non-root user, so that runAsNonRoot can verify it", user)
+	if !regexp.MustCompile(`^[1-9][0-9]*(:[1-9][0-9]*)?$`).MatchString(final.User) {
+		t.Errorf("USER %q: want a numeric non-root user, so that runAsNonRoot can verify it", final.User)
 	}
-	if entrypoint != `["/slugway"]` {
-		t.Errorf(`ENTRYPOINT %s, want ["/slugway"]`, entrypoint)
+	if !slices.Equal(final.Entrypoint, []string{"/slugway"}) {
+		t.Errorf(`ENTRYPOINT %q, want ["/slugway"]`, final.Entrypoint)
 	}
 }
 
@@ -87,12 +61,7 @@ func TestDockerfileBuildIsStatic(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the image is linux; the ELF checks need a linux build")
 	}
-	var build string
-	for _, ins := range dockerfile(t) {
-		if strings.HasPrefix(ins, "RUN ") && strings.Contains(ins, " go build ") {
-			build = ins
-		}
-	}
+	build := rootDockerfile(t).GoBuild
 	i := strings.Index(build, "CGO_ENABLED=0")
 	if i < 0 {
 		t.Fatalf("the Dockerfile's go build does not set CGO_ENABLED=0 (a cgo binary needs libc, which the final image lacks): %q", build)

@@ -6,8 +6,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -65,6 +67,54 @@ func TestKustomizeRenders(t *testing.T) {
 		}
 	}
 	get[admissionv1.MutatingWebhookConfiguration](t, m, "MutatingWebhookConfiguration/slugway-mutating-webhook-configuration")
+}
+
+// config/proxy shuts the proxy down as the chart's defaults do: the same --shutdown-delay
+// (without one a rolling update lost 21 of 310k requests) and --drain-timeout, a grace
+// period longer than both, and a rolling update that starts the new pod first.
+func TestKustomizeProxyShutdownMatchesChart(t *testing.T) {
+	kust := get[appsv1.Deployment](t, parse(t, must(t, "kubectl", nil, "kustomize", kustomizeDir())), "Deployment/slugway-proxy")
+	chart := get[appsv1.Deployment](t, parse(t, helmTemplate(t, release, namespace)), "Deployment/"+fullname+"-proxy")
+	shutdown := func(d *appsv1.Deployment) (delay, drain time.Duration) {
+		t.Helper()
+		for _, a := range d.Spec.Template.Spec.Containers[0].Args {
+			for flag, v := range map[string]*time.Duration{"--shutdown-delay=": &delay, "--drain-timeout=": &drain} {
+				if s, ok := strings.CutPrefix(a, flag); ok {
+					var err error
+					if *v, err = time.ParseDuration(s); err != nil {
+						t.Fatalf("%s: %s: %v", d.Name, a, err)
+					}
+				}
+			}
+		}
+		if delay <= 0 || drain <= 0 {
+			t.Errorf("%s: args %v: want a --shutdown-delay and a --drain-timeout", d.Name, d.Spec.Template.Spec.Containers[0].Args)
+		}
+		grace := d.Spec.Template.Spec.TerminationGracePeriodSeconds
+		if grace == nil || time.Duration(*grace)*time.Second <= delay+drain {
+			t.Errorf("%s: terminationGracePeriodSeconds %s, want more than shutdown delay %s + drain timeout %s", d.Name, seconds(grace), delay, drain)
+		}
+		return delay, drain
+	}
+	kd, kdr := shutdown(kust)
+	cd, cdr := shutdown(chart)
+	if kd != cd || kdr != cdr {
+		t.Errorf("config/proxy: --shutdown-delay=%s --drain-timeout=%s; the chart: %s, %s", kd, kdr, cd, cdr)
+	}
+	if k, c := kust.Spec.Template.Spec.TerminationGracePeriodSeconds, chart.Spec.Template.Spec.TerminationGracePeriodSeconds; k == nil || c == nil || *k != *c {
+		t.Errorf("terminationGracePeriodSeconds: config/proxy %s, the chart %s", seconds(k), seconds(c))
+	}
+	if !equalJSON(t, kust.Spec.Strategy, chart.Spec.Strategy) {
+		t.Errorf("strategy: config/proxy %+v, the chart %+v", kust.Spec.Strategy, chart.Spec.Strategy)
+	}
+}
+
+// seconds prints a terminationGracePeriodSeconds ("unset" for none: the default, 30).
+func seconds(p *int64) string {
+	if p == nil {
+		return "unset"
+	}
+	return strconv.FormatInt(*p, 10)
 }
 
 // `kubectl apply -k config/default --dry-run=server` is accepted by the real apiserver

@@ -133,7 +133,7 @@ func TestHelmLifecycle(t *testing.T) {
 				t.Errorf("helm install output (NOTES) lacks %q:\n%s", want, out)
 			}
 		}
-		for _, name := range slugwayCRDs {
+		for name := range slugwayCRDs {
 			eventually(t, 30*time.Second, func() error {
 				crd := live[struct {
 					Status struct {
@@ -275,7 +275,7 @@ func TestHelmLifecycle(t *testing.T) {
 				t.Errorf("%s %s/%s is left after helm uninstall", o.gvk.Kind, ns, o.name)
 			}
 		}
-		for _, name := range slugwayCRDs {
+		for name := range slugwayCRDs {
 			if !exists(t, gvkCRD, "", name) {
 				t.Errorf("CRD %s was removed: uninstall must keep the CRDs (and so every slug and instance)", name)
 			}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -223,13 +224,33 @@ var (
 	gvkMWC        = schema.GroupVersionKind{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "MutatingWebhookConfiguration"}
 )
 
-var slugwayCRDs = []string{"instances.slugway.io", "serviceaccounts.slugway.io"}
+// slugwayCRDs are slugway's CRDs and the list kind each one serves.
+var slugwayCRDs = map[string]schema.GroupVersionKind{
+	"instances.slugway.io":       {Group: "slugway.io", Version: "v1alpha1", Kind: "InstanceList"},
+	"serviceaccounts.slugway.io": {Group: "slugway.io", Version: "v1alpha1", Kind: "ServiceAccountList"},
+}
 
-// deleteCRDs removes slugway's CRDs (which testenv installed) and waits until they are
-// gone, so that a following install has to create them itself.
+// deleteCRDs removes slugway's CRDs (which testenv or a rejected helm install created)
+// and waits until they are gone, so that a following install has to create them itself.
+//
+// It first waits until the apiserver serves each CRD's objects from its watch cache (a
+// list at resourceVersion 0 succeeds). A CRD deleted sooner after its creation is the
+// case that made this test flaky: the apiserver's CRD finalizer lists the objects to
+// delete them, gets "storage is (re)initializing", and retries with exponential
+// backoff, so the CRD stayed Terminating (InstanceDeletionFailed) for minutes.
 func deleteCRDs(t *testing.T) {
 	t.Helper()
-	for _, name := range slugwayCRDs {
+	for name, listKind := range slugwayCRDs {
+		eventually(t, 2*time.Minute, func() error {
+			l := &unstructured.UnstructuredList{}
+			l.SetGroupVersionKind(listKind)
+			if err := env.Client.List(context.Background(), l, &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: "0"}}); err != nil {
+				return fmt.Errorf("CRD %s is not served yet: %w", name, err)
+			}
+			return nil
+		})
+	}
+	for name := range slugwayCRDs {
 		u := &unstructured.Unstructured{}
 		u.SetGroupVersionKind(gvkCRD)
 		u.SetName(name)
@@ -237,12 +258,8 @@ func deleteCRDs(t *testing.T) {
 			t.Fatalf("deleting CRD %s: %v", name, err)
 		}
 	}
-	// Usually gone in under a second. In 2 of about 12 runs of this package on a loaded
-	// 2-core machine, serviceaccounts.slugway.io was still there after 30s. The cause is
-	// not known yet (a guess: the apiserver's CRD finalizer backing off after failed
-	// clean-up attempts); the message below shows its Terminating condition if it recurs.
 	eventually(t, 2*time.Minute, func() error {
-		for _, name := range slugwayCRDs {
+		for name := range slugwayCRDs {
 			u := &unstructured.Unstructured{}
 			u.SetGroupVersionKind(gvkCRD)
 			err := env.Client.Get(context.Background(), client.ObjectKey{Name: name}, u)
