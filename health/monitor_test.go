@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -126,29 +127,68 @@ func waitFor(t *testing.T, cond func() bool) {
 
 // TestMonitorRefreshBudget: MaxRefreshRate stretches the refresh interval to
 // instances ÷ rate, so that many instances cannot refresh faster than the budget.
+// It checks each instance's refreshes against the monitor's own clock (Refreshed
+// reports the success time it compared), not against the wall clock of the test:
+// a slow machine spaces refreshes further apart, never closer, so it cannot fail
+// this, while a monitor that ignored the budget would refresh every ~100ms.
 func TestMonitorRefreshBudget(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer srv.Close()
-	var refreshes atomic.Int64
+	const instances, wantRefreshes = 10, 3
+	var mu sync.Mutex
+	refreshed := map[int][]time.Time{}
+	done := make(chan struct{})
 	m := NewMonitor[int](NewProber(nil), 4, 100*time.Millisecond, func(int) {})
-	m.Refreshed = func(int, time.Time) { refreshes.Add(1) }
+	m.Refreshed = func(k int, last time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		refreshed[k] = append(refreshed[k], last)
+		for i := range instances {
+			if len(refreshed[i]) < wantRefreshes {
+				return
+			}
+		}
+		select {
+		case <-done:
+		default:
+			close(done)
+		}
+	}
 	m.MaxRefreshRate = 20 // 10 instances: one refresh per instance per 500ms, not per 100ms
 	if got := m.RefreshInterval(); got != 100*time.Millisecond {
 		t.Fatalf("no instances: interval %v, want the configured 100ms", got)
 	}
+	// All instances are known before the first probe, so every refresh is held to the full budget.
+	for i := range instances {
+		m.Ensure(i, Spec{Target: Target{Kind: KindHTTP, URL: srv.URL, Timeout: time.Second}, Interval: 10 * time.Millisecond, Thresholds: Thresholds{Healthy: 1, Unhealthy: 1}})
+	}
+	budget := m.RefreshInterval()
+	if budget != 500*time.Millisecond {
+		t.Fatalf("10 instances at 20/s: interval %v, want 500ms", budget)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { _ = m.Start(ctx) }()
-	for i := range 10 {
-		m.Ensure(i, Spec{Target: Target{Kind: KindHTTP, URL: srv.URL, Timeout: time.Second}, Interval: 10 * time.Millisecond, Thresholds: Thresholds{Healthy: 1, Unhealthy: 1}})
+	select {
+	case <-done:
+	case <-time.After(time.Minute): // a hang guard, not a performance bound
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("not every instance refreshed %d times within a minute: %v", wantRefreshes, refreshed)
 	}
-	if got := m.RefreshInterval(); got != 500*time.Millisecond {
-		t.Fatalf("10 instances at 20/s: interval %v, want 500ms", got)
-	}
-	time.Sleep(2 * time.Second)
-	// 2s at 20/s is 40 at most (plus one round in flight); without the budget it would be ~200.
-	if n := refreshes.Load(); n > 50 || n < 10 {
-		t.Fatalf("%d refreshes in 2s for 10 instances at a budget of 20/s; want about 40", n)
+	cancel()
+
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range instances {
+		times := refreshed[i]
+		// Callbacks run outside the monitor's lock, so a stalled one may report after its successor.
+		slices.SortFunc(times, time.Time.Compare)
+		for j := 1; j < len(times); j++ {
+			if gap := times[j].Sub(times[j-1]); gap < budget {
+				t.Errorf("instance %d refreshed %s after its previous refresh, want at least the budget's %s", i, gap, budget)
+			}
+		}
 	}
 }
 

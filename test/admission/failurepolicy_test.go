@@ -17,7 +17,7 @@ import (
 // work again once the controller is back.
 func TestWebhookDownFailsClosed(t *testing.T) {
 	ctx := context.Background()
-	inst := skeleton(t, "skeleton-down")
+	inst := skeleton(t, "team-a", "skeleton-down")
 	reconciled(t, inst)
 	origURL := inst.Spec.URL
 	stopController()
@@ -52,6 +52,8 @@ func TestWebhookDownFailsClosed(t *testing.T) {
 	if err := startController(); err != nil {
 		t.Fatal(err)
 	}
-	allowed(t, "alice creates an instance once the controller is back", alice.Create(ctx, instance("team-a", "after-down", "skeleton-svc", freshURL())))
+	after := instance("team-a", "after-down", "skeleton-svc", freshURL())
+	allowed(t, "alice creates an instance once the controller is back", alice.Create(ctx, after))
+	deleteAtCleanup(t, after)
 	denied(t, "mallory is refused by the webhook again, not by its absence", mallory.Delete(ctx, inst), notAlices)
 }

@@ -17,16 +17,18 @@ import (
 
 const notAlices = `user "mallory" does not own slug "skeleton-svc" (owner "alice")`
 
-// skeleton claims "skeleton-svc" for alice (once) and gives her an instance in team-a.
-func skeleton(t *testing.T, name string) *slugwayv1.Instance {
+// skeleton claims "skeleton-svc" for alice (once) and gives her an instance in ns,
+// deleted when the test ends.
+func skeleton(t *testing.T, ns, name string) *slugwayv1.Instance {
 	t.Helper()
 	ctx := context.Background()
 	var sa slugwayv1.ServiceAccount
 	if err := env.Client.Get(ctx, types.NamespacedName{Name: "skeleton-svc"}, &sa); apierrors.IsNotFound(err) {
 		claim(t, alice, "skeleton-svc")
 	}
-	inst := instance("team-a", name, "skeleton-svc", freshURL())
+	inst := instance(ns, name, "skeleton-svc", freshURL())
 	mustCreate(t, alice, inst)
+	deleteAtCleanup(t, inst)
 	return inst
 }
 
@@ -61,9 +63,14 @@ func TestOwnerClaimsSlugAndRegistersInstance(t *testing.T) {
 // TestImpostorDeniedOnEveryWritePath tries each way of writing an Instance as a
 // non-owner; every one must be refused with who, what and why, and alice's instance
 // must come out unchanged.
+//
+// Both namespaces are the test's own: a deletecollection is refused for the first
+// instance admission sees, so another test's instance there (of another slug) would be
+// the one the message names.
 func TestImpostorDeniedOnEveryWritePath(t *testing.T) {
 	ctx := context.Background()
-	inst := skeleton(t, "skeleton-1")
+	alices, hers := namespace(t, "impostor-alice"), namespace(t, "impostor-mallory")
+	inst := skeleton(t, alices, "skeleton-1")
 	origURL := inst.Spec.URL
 	evil := freshURL()
 	key := client.ObjectKeyFromObject(inst)
@@ -82,14 +89,14 @@ func TestImpostorDeniedOnEveryWritePath(t *testing.T) {
 		want []string
 	}{
 		{"create in her own namespace", func() error {
-			return mallory.Create(ctx, instance("team-b", "hijack", "skeleton-svc", evil))
-		}, []string{notAlices, "may create instance team-b/hijack", `"slugway:admins"`}},
+			return mallory.Create(ctx, instance(hers, "hijack", "skeleton-svc", evil))
+		}, []string{notAlices, "may create instance " + hers + "/hijack", `"slugway:admins"`}},
 		{"create in the owner's namespace", func() error {
-			return mallory.Create(ctx, instance("team-a", "hijack", "skeleton-svc", evil))
-		}, []string{notAlices, "may create instance team-a/hijack"}},
+			return mallory.Create(ctx, instance(alices, "hijack", "skeleton-svc", evil))
+		}, []string{notAlices, "may create instance " + alices + "/hijack"}},
 		{"update", func() error {
 			return updateAs(mallory, fresh(), func(i *slugwayv1.Instance) { i.Spec.URL = evil })
-		}, []string{notAlices, "may update instance team-a/skeleton-1"}},
+		}, []string{notAlices, "may update instance " + alices + "/skeleton-1"}},
 		{"update of metadata only", func() error {
 			return updateAs(mallory, fresh(), func(i *slugwayv1.Instance) { i.Labels = map[string]string{"pwned": "yes"} })
 		}, []string{notAlices, "may update"}},
@@ -102,7 +109,7 @@ func TestImpostorDeniedOnEveryWritePath(t *testing.T) {
 		{"server-side apply", func() error {
 			u := &unstructured.Unstructured{Object: map[string]any{
 				"apiVersion": "slugway.io/v1alpha1", "kind": "Instance",
-				"metadata": map[string]any{"name": "skeleton-1", "namespace": "team-a"},
+				"metadata": map[string]any{"name": "skeleton-1", "namespace": alices},
 				"spec":     map[string]any{"slug": "skeleton-svc", "url": evil},
 			}}
 			return mallory.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("mallory"), client.ForceOwnership)
@@ -110,29 +117,29 @@ func TestImpostorDeniedOnEveryWritePath(t *testing.T) {
 		{"server-side apply creating a new instance", func() error {
 			u := &unstructured.Unstructured{Object: map[string]any{
 				"apiVersion": "slugway.io/v1alpha1", "kind": "Instance",
-				"metadata": map[string]any{"name": "applied", "namespace": "team-b"},
+				"metadata": map[string]any{"name": "applied", "namespace": hers},
 				"spec":     map[string]any{"slug": "skeleton-svc", "url": evil},
 			}}
 			return mallory.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("mallory"))
 		}, []string{notAlices, "may create"}},
 		{"status update", func() error {
 			return updateStatusAs(mallory, fresh(), func(i *slugwayv1.Instance) { i.Status.Status = slugwayv1.HealthHealthy })
-		}, []string{notAlices, "may write the status of instance team-a/skeleton-1"}},
+		}, []string{notAlices, "may write the status of instance " + alices + "/skeleton-1"}},
 		{"status merge patch of the heartbeat", func() error {
 			return mallory.Status().Patch(ctx, fresh(), client.RawPatch(types.MergePatchType, heartbeat))
 		}, []string{notAlices, "may write the status of"}},
 		{"status server-side apply", func() error {
-			body := `{"apiVersion":"slugway.io/v1alpha1","kind":"Instance","metadata":{"name":"skeleton-1","namespace":"team-a"},"status":{"status":"Healthy"}}`
+			body := `{"apiVersion":"slugway.io/v1alpha1","kind":"Instance","metadata":{"name":"skeleton-1","namespace":"` + alices + `"},"status":{"status":"Healthy"}}`
 			return mallory.Status().Patch(ctx, fresh(), client.RawPatch(types.ApplyPatchType, []byte(body)), client.FieldOwner("mallory"), client.ForceOwnership)
 		}, []string{notAlices, "may write the status of"}},
 		{"delete", func() error {
 			return mallory.Delete(ctx, fresh())
-		}, []string{notAlices, "may delete instance team-a/skeleton-1"}},
+		}, []string{notAlices, "may delete instance " + alices + "/skeleton-1"}},
 		{"deletecollection", func() error {
-			return mallory.DeleteAllOf(ctx, &slugwayv1.Instance{}, client.InNamespace("team-a"))
+			return mallory.DeleteAllOf(ctx, &slugwayv1.Instance{}, client.InNamespace(alices))
 		}, []string{notAlices, "may delete"}},
 		{"deletecollection by field selector", func() error {
-			return mallory.DeleteAllOf(ctx, &slugwayv1.Instance{}, client.InNamespace("team-a"), client.MatchingFields{"metadata.name": "skeleton-1"})
+			return mallory.DeleteAllOf(ctx, &slugwayv1.Instance{}, client.InNamespace(alices), client.MatchingFields{"metadata.name": "skeleton-1"})
 		}, []string{notAlices, "may delete"}},
 	}
 	for _, tc := range cases {
@@ -153,7 +160,7 @@ func TestImpostorDeniedOnEveryWritePath(t *testing.T) {
 		t.Fatalf("alice's instance changed: url %q labels %v deletion %v", after.Spec.URL, after.Labels, after.DeletionTimestamp)
 	}
 	var list slugwayv1.InstanceList
-	if err := env.Client.List(ctx, &list, client.InNamespace("team-b")); err != nil {
+	if err := env.Client.List(ctx, &list, client.InNamespace(hers)); err != nil {
 		t.Fatal(err)
 	}
 	for _, i := range list.Items {
@@ -167,7 +174,7 @@ func TestImpostorDeniedOnEveryWritePath(t *testing.T) {
 // lastHeartbeat (push-mode health) and nothing else; health is the controller's word.
 func TestOwnerMayOnlyRenewHeartbeat(t *testing.T) {
 	ctx := context.Background()
-	inst := skeleton(t, "skeleton-hb")
+	inst := skeleton(t, "team-a", "skeleton-hb")
 	reconciled(t, inst)
 	now := time.Now().UTC().Format("2006-01-02T15:04:05.000000Z")
 	allowed(t, "alice renews her heartbeat", alice.Status().Patch(ctx, inst,
@@ -193,7 +200,7 @@ func TestOwnerMayOnlyRenewHeartbeat(t *testing.T) {
 
 func TestAdminGroupMayChangeAnySlug(t *testing.T) {
 	ctx := context.Background()
-	inst := skeleton(t, "skeleton-admin")
+	inst := skeleton(t, "team-a", "skeleton-admin")
 	allowed(t, "root updates alice's instance", updateAs(root, inst, func(i *slugwayv1.Instance) { i.Spec.URL = freshURL() }))
 	allowed(t, "root patches it", root.Patch(ctx, inst, client.RawPatch(types.JSONPatchType, []byte(`[{"op":"add","path":"/metadata/labels","value":{"by":"root"}}]`))))
 	allowed(t, "root writes its status", root.Status().Patch(ctx, inst, client.RawPatch(types.MergePatchType, []byte(`{"status":{"status":"Unknown"}}`))))
@@ -261,7 +268,7 @@ func TestReservedSlugsRefused(t *testing.T) {
 // lets anyone route a slug they do not own.
 func TestMovingAnInstance(t *testing.T) {
 	ctx := context.Background()
-	victim := skeleton(t, "skeleton-move")
+	victim := skeleton(t, "team-a", "skeleton-move")
 	claim(t, mallory, "mallory-svc")
 	mine := instance("team-b", "mover", "mallory-svc", freshURL())
 	mustCreate(t, mallory, mine)
@@ -274,9 +281,9 @@ func TestMovingAnInstance(t *testing.T) {
 	allowed(t, "mallory deletes her instance", mallory.Delete(ctx, instance("team-b", "mover", "", "")))
 	denied(t, "mallory recreates it under alice's slug", mallory.Create(ctx, instance("team-b", "mover", "skeleton-svc", mine.Spec.URL)), notAlices)
 	denied(t, "mallory recreates it in alice's namespace", mallory.Create(ctx, instance("team-a", "mover", "skeleton-svc", mine.Spec.URL)), notAlices)
-	allowed(t, "alice recreates her instance in another namespace", alice.Create(ctx, instance("team-b", "skeleton-move", "skeleton-svc", freshURL())))
-	// Other tests check that team-b holds no skeleton-svc instance mallory planted.
-	t.Cleanup(func() { _ = env.Client.Delete(ctx, instance("team-b", "skeleton-move", "", "")) })
+	moved := instance("team-b", "skeleton-move", "skeleton-svc", freshURL())
+	allowed(t, "alice recreates her instance in another namespace", alice.Create(ctx, moved))
+	deleteAtCleanup(t, moved)
 }
 
 // TestURLConflict: one URL belongs to one slug; a second slug cannot register it, in any spelling.

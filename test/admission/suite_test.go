@@ -18,6 +18,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -172,6 +173,39 @@ func claim(t *testing.T, c client.Client, slug string) *slugwayv1.ServiceAccount
 		t.Fatalf("claiming slug %q: %v", slug, err)
 	}
 	return sa
+}
+
+// namespace creates a namespace for one test's objects, so that what other tests
+// leave in team-a and team-b cannot show up in what it lists or deletes by collection.
+func namespace(t *testing.T, name string) string {
+	t.Helper()
+	if err := env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+		t.Fatalf("creating namespace %s: %v", name, err)
+	}
+	return name
+}
+
+// deleteAtCleanup deletes obj (as the envtest admin) when the test ends and waits
+// until it is gone, so that the next test does not see it.
+func deleteAtCleanup(t *testing.T, obj client.Object) {
+	t.Helper()
+	obj = obj.DeepCopyObject().(client.Object)
+	t.Cleanup(func() {
+		if err := env.Client.Delete(context.Background(), obj); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("deleting %T %s/%s: %v", obj, obj.GetNamespace(), obj.GetName(), err)
+			return
+		}
+		testenv.Eventually(t, 15*time.Second, func(ctx context.Context) error {
+			err := env.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj)
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			if err == nil {
+				err = fmt.Errorf("%s/%s still exists", obj.GetNamespace(), obj.GetName())
+			}
+			return err
+		})
+	})
 }
 
 func mustCreate(t *testing.T, c client.Client, obj client.Object) {
