@@ -25,6 +25,10 @@ type reqTrace struct {
 	instance    string // the last backend tried (namespace/name)
 	attempts    int
 	ejected     []string // backends this request's failures ejected
+
+	// Held here so that the propagator's carriers cost no allocation of their own.
+	in  fieldCarrier
+	out injected
 }
 
 // startTrace begins req's span when tracing is on (res is the route lookup's answer).
@@ -33,24 +37,33 @@ func (h *Handler) startTrace(req *request, res routed) {
 	if t == nil {
 		return
 	}
-	ctx := t.Propagator.Extract(context.Background(), fieldCarrier(req.fields))
-	slug, name := unknownSlug, req.method
+	rt := &reqTrace{in: req.fields}
+	ctx := t.Propagator.Extract(context.Background(), &rt.in)
+	slug := unknownSlug
 	if res.rt != nil {
 		slug = res.rt.slug
-		name = req.method + " /" + slug
 	}
-	_, span := t.Tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(req.start),
-		trace.WithAttributes(
+	_, span := t.Tracer.Start(ctx, req.method, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(req.start))
+	rt.span = span
+	// The name and attributes only for a span that records: an unsampled request
+	// (most of them at a low --trace-sampling) pays for its span context, not for
+	// these. (The sampler does not read them: ParentBased and TraceIDRatioBased
+	// decide by IDs.)
+	if span.IsRecording() {
+		if res.rt != nil {
+			span.SetName(req.method + " /" + slug)
+		}
+		span.SetAttributes(
 			attribute.String("slugway.slug", slug),
 			attribute.String("http.request.method", req.method),
 			attribute.String("url.path", strings.Clone(req.target.path)),
 			attribute.String("network.protocol.version", strings.TrimPrefix(req.proto, "HTTP/")),
 			attribute.String("client.address", req.remoteIP),
-		))
-	rt := &reqTrace{span: span}
-	var out injected
-	t.Propagator.Inject(trace.ContextWithSpan(context.Background(), span), &out)
-	rt.traceparent, rt.tracestate = out.traceparent, out.tracestate
+		)
+	}
+	t.Propagator.Inject(trace.ContextWithSpan(context.Background(), span), &rt.out)
+	rt.traceparent, rt.tracestate = rt.out.traceparent, rt.out.tracestate
+	rt.in = nil // the fields belong to the connection's buffer
 	req.trace = rt
 }
 
@@ -65,7 +78,7 @@ func (t *reqTrace) attempt(b *backend) {
 
 // failure notes a failed attempt at b, and whether it ejected b.
 func (t *reqTrace) failure(b *backend, kind errKind, ejected bool) {
-	if t == nil {
+	if t == nil || !t.span.IsRecording() {
 		return
 	}
 	t.span.AddEvent("upstream attempt failed", trace.WithAttributes(
@@ -82,6 +95,9 @@ func (h *Handler) endTrace(req *request, code int, abort bool) {
 		return
 	}
 	req.trace = nil // the front end reuses req for the connection's next request
+	if !t.span.IsRecording() {
+		return // an unsampled span: End would do nothing with it
+	}
 	attrs := []attribute.KeyValue{
 		attribute.Int("http.response.status_code", code),
 		attribute.Int("slugway.attempts", t.attempts),
@@ -124,8 +140,8 @@ func (t *reqTrace) traceFields(out headerSink) {
 // fieldCarrier reads a request's header fields for the propagator.
 type fieldCarrier []wire.Field
 
-func (c fieldCarrier) Get(key string) string {
-	for _, f := range c {
+func (c *fieldCarrier) Get(key string) string {
+	for _, f := range *c {
 		if wire.EqualFold(f.Name, key) {
 			return strings.Clone(f.Value) // the span keeps it; the front end's strings point into its read buffer
 		}
@@ -133,11 +149,11 @@ func (c fieldCarrier) Get(key string) string {
 	return ""
 }
 
-func (c fieldCarrier) Set(string, string) {}
+func (c *fieldCarrier) Set(string, string) {}
 
-func (c fieldCarrier) Keys() []string {
-	keys := make([]string, len(c))
-	for i, f := range c {
+func (c *fieldCarrier) Keys() []string {
+	keys := make([]string, len(*c))
+	for i, f := range *c {
 		keys[i] = f.Name
 	}
 	return keys
