@@ -15,6 +15,7 @@ import (
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
 	"github.com/slugway/slugway/internal/testenv"
+	"github.com/slugway/slugway/manager"
 	"github.com/slugway/slugway/proxy/routes"
 	"github.com/slugway/slugway/registry"
 )
@@ -162,25 +163,7 @@ func TestReclaimedSlugStartsClean(t *testing.T) {
 // too; deleting one makes room again.
 func TestMaxInstancesPerSlug(t *testing.T) {
 	ctx := context.Background()
-	stopController()
-	o, err := controllerOptions()
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.MaxInstancesPerSlug = 3
-	stop, err := env.StartController(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctrlMu.Lock()
-	stopCtrl = stop
-	ctrlMu.Unlock()
-	t.Cleanup(func() {
-		stopController()
-		if err := startController(); err != nil {
-			t.Fatal(err)
-		}
-	})
+	controllerWith(t, func(o *manager.Options) { o.MaxInstancesPerSlug = 3 })
 	claim(t, alice, "capped-svc")
 	var insts []*slugwayv1.Instance
 	for i := range 3 {

@@ -120,6 +120,31 @@ func startController() error {
 	return nil
 }
 
+// controllerWith runs the controller with options changed by set for the rest of
+// the test, then restarts it with the defaults.
+func controllerWith(t *testing.T, set func(*manager.Options)) {
+	t.Helper()
+	stopController()
+	o, err := controllerOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	set(&o)
+	stop, err := env.StartController(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrlMu.Lock()
+	stopCtrl = stop
+	ctrlMu.Unlock()
+	t.Cleanup(func() {
+		stopController()
+		if err := startController(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
 func stopController() {
 	ctrlMu.Lock()
 	defer ctrlMu.Unlock()

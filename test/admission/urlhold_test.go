@@ -15,6 +15,7 @@ import (
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
 	"github.com/slugway/slugway/internal/testenv"
+	"github.com/slugway/slugway/manager"
 	"github.com/slugway/slugway/registry"
 )
 
@@ -46,25 +47,7 @@ func fastHealth(path string) slugwayv1.HealthCheck {
 func TestURLHoldGraceAtAdmission(t *testing.T) {
 	const grace = 4 * time.Second
 	ctx := context.Background()
-	stopController()
-	o, err := controllerOptions()
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.URLHoldGrace = grace
-	stop, err := env.StartController(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctrlMu.Lock()
-	stopCtrl = stop
-	ctrlMu.Unlock()
-	t.Cleanup(func() {
-		stopController()
-		if err := startController(); err != nil {
-			t.Fatal(err)
-		}
-	})
+	controllerWith(t, func(o *manager.Options) { o.URLHoldGrace = grace })
 	claim(t, alice, "hold-a-svc")
 	claim(t, bob, "hold-b-svc")
 
