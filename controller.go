@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -44,6 +46,8 @@ func runController(args []string) error {
 	com := bindCommon(fs,
 		"comma-separated CIDRs instance URLs may not reach, checked at admission and at every probe's dial after DNS resolution (the SSRF guard)",
 		"let instance URLs reach loopback addresses (127.0.0.0/8, ::1); for local development only")
+	var shutdownDelay time.Duration
+	fs.DurationVar(&shutdownDelay, "shutdown-delay", 0, "on SIGTERM, keep serving the webhooks (and leading) this long with /readyz failing before stopping, so that the apiserver stops calling this pod before its webhook server closes")
 	var traceOpts tracing.Options
 	tracing.BindFlags(fs, &traceOpts)
 	if err := fs.Parse(args); err != nil {
@@ -59,7 +63,22 @@ func runController(args []string) error {
 	}
 	o.CheckURL, o.Dial = guard.CheckURL, guard.DialContext
 
-	ctx := ctrl.SetupSignalHandler()
+	// The first SIGTERM fails /readyz at once and stops the manager shutdownDelay later
+	// (a second signal exits at once). In that window the webhook Service still sends
+	// this pod admission requests: a webhook server that closed at once refused them, and
+	// the apiserver refused the writes ("failed calling webhook ... connection refused").
+	signalled := ctrl.SetupSignalHandler()
+	ctx, stop := context.WithCancel(context.WithoutCancel(signalled))
+	defer stop()
+	go func() {
+		<-signalled.Done()
+		ctrl.Log.WithName("setup").Info("signalled: /readyz fails now, the manager stops after the shutdown delay", "delay", shutdownDelay)
+		select {
+		case <-time.After(shutdownDelay):
+		case <-ctx.Done():
+		}
+		stop()
+	}()
 	traceOpts.ServiceName = "slugway-controller"
 	tr, err := tracing.New(ctx, traceOpts, "github.com/slugway/slugway/controller")
 	if err != nil {
@@ -70,6 +89,14 @@ func runController(args []string) error {
 	cfg.Wrap(tr.StatusWrites)                                // status writes' spans
 	mgr, err := manager.New(ctx, cfg, o)
 	if err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("shutdown", func(*http.Request) error {
+		if signalled.Err() != nil {
+			return errors.New("shutting down")
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
 	ctrl.Log.WithName("setup").Info("starting controller", "version", version, "webhooks", !o.DisableWebhooks, "heartbeatRefresh", o.HeartbeatRefresh, "maxHeartbeatWrites", o.MaxHeartbeatWrites)

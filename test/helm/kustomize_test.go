@@ -2,6 +2,7 @@ package helm_test
 
 import (
 	"context"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,43 +70,57 @@ func TestKustomizeRenders(t *testing.T) {
 	get[admissionv1.MutatingWebhookConfiguration](t, m, "MutatingWebhookConfiguration/slugway-mutating-webhook-configuration")
 }
 
-// config/proxy shuts the proxy down as the chart's defaults do: the same --shutdown-delay
-// (without one a rolling update lost 21 of 310k requests) and --drain-timeout, a grace
-// period longer than both, and a rolling update that starts the new pod first.
-func TestKustomizeProxyShutdownMatchesChart(t *testing.T) {
-	kust := get[appsv1.Deployment](t, parse(t, must(t, "kubectl", nil, "kustomize", kustomizeDir())), "Deployment/slugway-proxy")
-	chart := get[appsv1.Deployment](t, parse(t, helmTemplate(t, release, namespace)), "Deployment/"+fullname+"-proxy")
-	shutdown := func(d *appsv1.Deployment) (delay, drain time.Duration) {
-		t.Helper()
-		for _, a := range d.Spec.Template.Spec.Containers[0].Args {
-			for flag, v := range map[string]*time.Duration{"--shutdown-delay=": &delay, "--drain-timeout=": &drain} {
-				if s, ok := strings.CutPrefix(a, flag); ok {
-					var err error
-					if *v, err = time.ParseDuration(s); err != nil {
-						t.Fatalf("%s: %s: %v", d.Name, a, err)
+// config/ shuts both Deployments down as the chart's defaults do: the proxy with the same
+// --shutdown-delay (without one a rolling update lost 21 of 310k requests) and
+// --drain-timeout, the controller with the same --shutdown-delay (without one the
+// apiserver refused writes while a deleted controller pod was still the webhook
+// Service's endpoint: "connection refused"), each with a grace period longer than its
+// delays and the same rolling-update strategy.
+func TestKustomizeShutdownMatchesChart(t *testing.T) {
+	kustomized := parse(t, must(t, "kubectl", nil, "kustomize", kustomizeDir()))
+	charted := parse(t, helmTemplate(t, release, namespace))
+	for _, c := range []struct {
+		kust, chart string
+		flags       []string
+	}{
+		{"Deployment/slugway-proxy", "Deployment/" + fullname + "-proxy", []string{"--shutdown-delay=", "--drain-timeout="}},
+		{"Deployment/slugway-controller", "Deployment/" + fullname + "-controller", []string{"--shutdown-delay="}},
+	} {
+		kust, chart := get[appsv1.Deployment](t, kustomized, c.kust), get[appsv1.Deployment](t, charted, c.chart)
+		shutdown := func(d *appsv1.Deployment) map[string]time.Duration {
+			t.Helper()
+			got, sum := map[string]time.Duration{}, time.Duration(0)
+			for _, a := range d.Spec.Template.Spec.Containers[0].Args {
+				for _, flag := range c.flags {
+					if s, ok := strings.CutPrefix(a, flag); ok {
+						v, err := time.ParseDuration(s)
+						if err != nil {
+							t.Fatalf("%s: %s: %v", d.Name, a, err)
+						}
+						got[flag], sum = v, sum+v
 					}
 				}
 			}
+			for _, flag := range c.flags {
+				if got[flag] <= 0 {
+					t.Errorf("%s: args %v: want %s with a positive duration", d.Name, d.Spec.Template.Spec.Containers[0].Args, flag)
+				}
+			}
+			grace := d.Spec.Template.Spec.TerminationGracePeriodSeconds
+			if grace == nil || time.Duration(*grace)*time.Second <= sum {
+				t.Errorf("%s: terminationGracePeriodSeconds %s, want more than %v together (%s)", d.Name, seconds(grace), c.flags, sum)
+			}
+			return got
 		}
-		if delay <= 0 || drain <= 0 {
-			t.Errorf("%s: args %v: want a --shutdown-delay and a --drain-timeout", d.Name, d.Spec.Template.Spec.Containers[0].Args)
+		if k, ch := shutdown(kust), shutdown(chart); !maps.Equal(k, ch) {
+			t.Errorf("%s: %v; the chart: %v", c.kust, k, ch)
 		}
-		grace := d.Spec.Template.Spec.TerminationGracePeriodSeconds
-		if grace == nil || time.Duration(*grace)*time.Second <= delay+drain {
-			t.Errorf("%s: terminationGracePeriodSeconds %s, want more than shutdown delay %s + drain timeout %s", d.Name, seconds(grace), delay, drain)
+		if k, ch := kust.Spec.Template.Spec.TerminationGracePeriodSeconds, chart.Spec.Template.Spec.TerminationGracePeriodSeconds; k == nil || ch == nil || *k != *ch {
+			t.Errorf("%s: terminationGracePeriodSeconds %s, the chart %s", c.kust, seconds(k), seconds(ch))
 		}
-		return delay, drain
-	}
-	kd, kdr := shutdown(kust)
-	cd, cdr := shutdown(chart)
-	if kd != cd || kdr != cdr {
-		t.Errorf("config/proxy: --shutdown-delay=%s --drain-timeout=%s; the chart: %s, %s", kd, kdr, cd, cdr)
-	}
-	if k, c := kust.Spec.Template.Spec.TerminationGracePeriodSeconds, chart.Spec.Template.Spec.TerminationGracePeriodSeconds; k == nil || c == nil || *k != *c {
-		t.Errorf("terminationGracePeriodSeconds: config/proxy %s, the chart %s", seconds(k), seconds(c))
-	}
-	if !equalJSON(t, kust.Spec.Strategy, chart.Spec.Strategy) {
-		t.Errorf("strategy: config/proxy %+v, the chart %+v", kust.Spec.Strategy, chart.Spec.Strategy)
+		if !equalJSON(t, kust.Spec.Strategy, chart.Spec.Strategy) {
+			t.Errorf("%s: strategy %+v, the chart %+v", c.kust, kust.Spec.Strategy, chart.Spec.Strategy)
+		}
 	}
 }
 

@@ -287,8 +287,13 @@ func testLeaderFailover(t *testing.T) {
 		t.Fatal("no controller holds the lease")
 	}
 	kc(t, "delete", "pod", old, "-n", ns, "--wait=false")
-	// The webhooks keep answering while the leader goes (every replica serves them).
-	denyImpostor(t)
+	// The webhooks keep answering while the leader goes (every replica serves them), also
+	// in the seconds the webhook Service still sends the deleted pod requests: its server
+	// stays up for --shutdown-delay. (Without the delay, one of these calls got
+	// "connection refused" in CI.)
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
+		denyImpostor(t)
+	}
 	var next string
 	took := eventually(t, 90*time.Second, func() error {
 		next = leader(t)
