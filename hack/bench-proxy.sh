@@ -94,14 +94,16 @@ awk -v s="$TRACE_LOW_SAMPLING" 'BEGIN { exit !(s ~ /^(0|1|0?\.[0-9]+|1\.0*)$/) }
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "RUNS=$RUNS: want a positive integer" >&2; exit 2; }
 [ "$PROFILE" = 0 ] || [ "$MODE" = proxies ] || { echo "PROFILE needs MODE=proxies" >&2; exit 2; }
 [ "$PROFILE" != 0 ] && PPROF=true
-if [ -n "$BASELINE" ]; then
-  BASELINE_REV=$(git rev-parse --verify --quiet "$BASELINE^{commit}") || { echo "BASELINE=$BASELINE is not a commit here" >&2; exit 2; }
-  if [ -n "$BASELINE2" ]; then
-    BASELINE2_REV=$(git rev-parse --verify --quiet "$BASELINE2^{commit}") || { echo "BASELINE2=$BASELINE2 is not a commit here" >&2; exit 2; }
-  fi
-elif [ -n "$BASELINE2" ]; then
-  echo "BASELINE2 needs BASELINE" >&2; exit 2
-fi
+[ -n "$BASELINE" ] || [ -z "$BASELINE2" ] || { echo "BASELINE2 needs BASELINE" >&2; exit 2; }
+# The baseline targets, each `slugway proxy` built from a commit: BASELINES lists them,
+# and BREV, BLISTEN, BADMIN and BPID give each one's commit, addresses and pid.
+BASELINES=()
+declare -A BREV=() BLISTEN=() BADMIN=() BPID=()
+add_baseline() { # target var-name commit-ish listen admin
+  local rev
+  rev=$(git rev-parse --verify --quiet "$3^{commit}") || { echo "$2=$3 is not a commit here" >&2; exit 2; }
+  BASELINES+=("$1"); BREV[$1]=$rev; BLISTEN[$1]=$4; BADMIN[$1]=$5
+}
 if [ "$MODE" = make-run ] && [ "${NETNS:-1}" = 1 ] && [ -z "${BENCH_IN_NETNS:-}" ]; then
   # make run's ports are fixed (9080, 8081, 8082, 9311) and another `make run` may hold
   # them: run in a network namespace of our own, which has nothing but loopback.
@@ -115,7 +117,9 @@ fi
 CLK_TCK=$(getconf CLK_TCK)
 # Loopback addresses only. make run's own ports are fixed by hack/run.
 ORIGIN=127.0.0.1:28081 SLUGWAY=127.0.0.1:28080 ADMIN=127.0.0.1:29080 NGINX=127.0.0.1:28082 HAPROXY=127.0.0.1:28083
-BASE=127.0.0.1:28084 BASE_ADMIN=127.0.0.1:29084 BASE2=127.0.0.1:28090 BASE2_ADMIN=127.0.0.1:29090 CADDY=127.0.0.1:28085 NGINX_NOBUF=127.0.0.1:28086
+CADDY=127.0.0.1:28085 NGINX_NOBUF=127.0.0.1:28086
+[ -z "$BASELINE" ] || add_baseline baseline BASELINE "$BASELINE" 127.0.0.1:28084 127.0.0.1:29084
+[ -z "$BASELINE2" ] || add_baseline baseline2 BASELINE2 "$BASELINE2" 127.0.0.1:28090 127.0.0.1:29090
 MR_PROXY=127.0.0.1:28090 HAND=127.0.0.1:28091 HAND_ADMIN=127.0.0.1:29091 MR_SVC=127.0.0.1:9311
 TRACE=127.0.0.1:28087 TRACE_ADMIN=127.0.0.1:29087 TRACE_LOW=127.0.0.1:28088 TRACE_LOW_ADMIN=127.0.0.1:29088
 OTLP=127.0.0.1:28089 OTLP_STATS=127.0.0.1:29089 # hack/benchotlp: OTLP gRPC, and its span counts over HTTP
@@ -202,8 +206,7 @@ HAPROXY_BIN=$(command -v haproxy || echo /usr/sbin/haproxy)
 ports=()
 if [ "$MODE" = proxies ]; then
   ports=("$ORIGIN" "$SLUGWAY" "$ADMIN")
-  [ -z "$BASELINE" ] || ports+=("$BASE" "$BASE_ADMIN")
-  [ -z "$BASELINE2" ] || ports+=("$BASE2" "$BASE2_ADMIN")
+  for b in "${BASELINES[@]}"; do ports+=("${BLISTEN[$b]}" "${BADMIN[$b]}"); done
 else
   ports=("$MR_PROXY" 127.0.0.1:9080 127.0.0.1:8081 127.0.0.1:8082 "$MR_SVC" "$HAND" "$HAND_ADMIN")
 fi
@@ -224,18 +227,12 @@ if [ "$MODE" = proxies ]; then
   go build -o "$WORK/benchorigin" ./hack/benchorigin
   go build -o "$WORK/benchenv" ./hack/benchenv
   [ -z "$TRACED" ] || go build -o "$WORK/benchotlp" ./hack/benchotlp
-  if [ -n "$BASELINE" ]; then
-    echo "building slugway at $BASELINE as the baseline" >&2
-    mkdir -p "$WORK/base"
-    git archive "$BASELINE_REV" | tar -x -C "$WORK/base"
-    (cd "$WORK/base" && CGO_ENABLED=0 go build -o "$WORK/slugway-base" .)
-  fi
-  if [ -n "$BASELINE2" ]; then
-    echo "building slugway at $BASELINE2 as the second baseline" >&2
-    mkdir -p "$WORK/base2"
-    git archive "$BASELINE2_REV" | tar -x -C "$WORK/base2"
-    (cd "$WORK/base2" && CGO_ENABLED=0 go build -o "$WORK/slugway-base2" .)
-  fi
+  for b in "${BASELINES[@]}"; do
+    echo "building slugway at $(git rev-parse --short "${BREV[$b]}") as $b" >&2
+    mkdir -p "$WORK/src-$b"
+    git archive "${BREV[$b]}" | tar -x -C "$WORK/src-$b"
+    (cd "$WORK/src-$b" && CGO_ENABLED=0 go build -o "$WORK/slugway-$b" .)
+  done
 fi
 
 # upstream_conf name listen origin prefix extra: an nginx server block.
@@ -327,16 +324,11 @@ if [ "$MODE" = proxies ]; then
   start_bg slugway env "${NO_OTEL[@]}" $SLUGWAY_ENV KUBECONFIG="$WORK/kubeconfig" "$WORK/slugway" proxy --listen "$SLUGWAY" --admin-listen "$ADMIN" --allow-loopback --pprof="${PPROF:-false}"
   SLUGWAY_PID=$LAST_PID
   wait_http "http://$ADMIN/readyz"
-  if [ -n "$BASELINE" ]; then
-    start_bg slugway-base env "${NO_OTEL[@]}" $BASELINE_ENV KUBECONFIG="$WORK/kubeconfig" "$WORK/slugway-base" proxy --listen "$BASE" --admin-listen "$BASE_ADMIN" --allow-loopback
-    BASE_PID=$LAST_PID
-    wait_http "http://$BASE_ADMIN/readyz"
-  fi
-  if [ -n "$BASELINE2" ]; then
-    start_bg slugway-base2 env "${NO_OTEL[@]}" $BASELINE_ENV KUBECONFIG="$WORK/kubeconfig" "$WORK/slugway-base2" proxy --listen "$BASE2" --admin-listen "$BASE2_ADMIN" --allow-loopback
-    BASE2_PID=$LAST_PID
-    wait_http "http://$BASE2_ADMIN/readyz"
-  fi
+  for b in "${BASELINES[@]}"; do
+    start_bg "slugway-$b" env "${NO_OTEL[@]}" $BASELINE_ENV KUBECONFIG="$WORK/kubeconfig" "$WORK/slugway-$b" proxy --listen "${BLISTEN[$b]}" --admin-listen "${BADMIN[$b]}" --allow-loopback
+    BPID[$b]=$LAST_PID
+    wait_http "http://${BADMIN[$b]}/readyz"
+  done
   if [ -n "$TRACED" ]; then
     start_bg otlp "$WORK/benchotlp" -listen "$OTLP" -stats "$OTLP_STATS"; OTLP_PID=$LAST_PID
     wait_http "http://$OTLP_STATS/spans"
@@ -355,13 +347,11 @@ if [ "$MODE" = proxies ]; then
   tracing_is slugway false
   # a baseline may predate tracing (no "tracing" field at all): then it cannot trace
   untraced() { grep -q 'starting proxy.*"tracing"' "$WORK/$1.log" && tracing_is "$1" false || true; }
-  [ -z "$BASELINE" ] || untraced slugway-base
-  [ -z "$BASELINE2" ] || untraced slugway-base2
+  for b in "${BASELINES[@]}"; do untraced "slugway-$b"; done
   for t in $TRACED; do tracing_is "$t" true; done
   start_peers "$ORIGIN" /bench/ start_bg
   TARGETS=(direct slugway)
-  [ -z "$BASELINE" ] || TARGETS+=(baseline)
-  [ -z "$BASELINE2" ] || TARGETS+=(baseline2)
+  TARGETS+=("${BASELINES[@]}")
   PATHS=(/bench/hello /bench/1k /bench/64k)
 else
   # A scratch copy of the repository layout for hack/run: the same go.mod and config/, bin/
@@ -399,7 +389,7 @@ TARGETS+=($PEERS)
 
 addr_of() {
   case $1 in
-    direct) echo "$ORIGIN" ;; slugway) echo "$SLUGWAY" ;; baseline) echo "$BASE" ;; baseline2) echo "$BASE2" ;; nginx) echo "$NGINX" ;; nginx-nobuf) echo "$NGINX_NOBUF" ;;
+    direct) echo "$ORIGIN" ;; slugway) echo "$SLUGWAY" ;; baseline | baseline2) echo "${BLISTEN[$1]}" ;; nginx) echo "$NGINX" ;; nginx-nobuf) echo "$NGINX_NOBUF" ;;
     haproxy) echo "$HAPROXY" ;; caddy) echo "$CADDY" ;; make-run) echo "$MR_PROXY" ;; by-hand) echo "$HAND" ;;
     slugway-trace) echo "$TRACE" ;; slugway-trace-low) echo "$TRACE_LOW" ;;
   esac
@@ -408,8 +398,7 @@ pids_of() { # target → the processes doing its work
   case $1 in
     direct) echo "$ORIGIN_PID" ;;
     slugway) echo "$SLUGWAY_PID" ;;
-    baseline) echo "$BASE_PID" ;;
-    baseline2) echo "$BASE2_PID" ;;
+    baseline | baseline2) echo "${BPID[$1]}" ;;
     nginx | nginx-nobuf) descendants "$NGINX_PID" | tr '\n' ' ' ;;
     haproxy) echo "$HAPROXY_PID" ;;
     caddy) echo "$CADDY_PID" ;;
@@ -513,7 +502,7 @@ report() {
   vers+=", $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}' || true)" # wrk -v exits 1
   echo "\`$(env | grep -E '^(MODE|RUNS|BASELINE|BASELINE2|SCENARIOS|PEERS|DURATION|WARMUP|THREADS|SLUGWAY_ENV|BASELINE_ENV|TRACE_LOW_SAMPLING)=' | grep -v '^MODE=proxies$' | sort | tr '\n' ' ' || true)hack/bench-proxy.sh\`"
   echo
-  echo "slugway $rev$dirty$([ -z "$BASELINE" ] || echo ", baseline $(git rev-parse --short "$BASELINE_REV")$([ -z "$BASELINE2" ] || echo ", baseline2 $(git rev-parse --short "$BASELINE2_REV")")"); $vers."
+  echo "slugway $rev$dirty$(for b in "${BASELINES[@]}"; do echo -n ", $b $(git rev-parse --short "${BREV[$b]}")"; done); $vers."
   echo "wrk -t$THREADS -d$DURATION (warm-up $WARMUP), $RUNS round(s), target order rotated each round; $(nproc) cores; started $STARTED, load average $LOAD_START at the start, $LOAD_END at the end."
   [ "$MODE" = proxies ] || echo "make-run: the proxy hack/run started (its own session, like a terminal); by-hand: a second slugway proxy, same flags, same apiserver, its own session; direct: skeleton-svc itself."
   echo "Figures are medians over the rounds; each ratio is the median of the per-round ratios to nginx in the same round. CPU: user+sys seconds per 100k requests of the target's processes (for direct: the origin's)."
@@ -537,12 +526,10 @@ report() {
       [ "$RUNS" = 1 ] && echo || echo " ${per% } |"
     done
   done
-  local bt brev
-  for bt in baseline baseline2; do
-    case $bt in baseline) brev=${BASELINE_REV:-} ;; baseline2) brev=${BASELINE2_REV:-} ;; esac
-    [ -n "$brev" ] || continue
+  local bt
+  for bt in "${BASELINES[@]}"; do
     echo
-    echo "slugway against $bt ($(git rev-parse --short "$brev"); median of the per-round ratios):"
+    echo "slugway against $bt ($(git rev-parse --short "${BREV[$bt]}"); median of the per-round ratios):"
     echo
     echo "| scenario | req/s slugway÷$bt | p99 slugway÷$bt | CPU slugway÷$bt |"
     echo "|---|---:|---:|---:|"

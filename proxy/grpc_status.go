@@ -18,6 +18,13 @@ import (
 //   - UNAVAILABLE otherwise, with the error in grpc-message.
 // The client must still be there, and it must be an HTTP/2 gRPC response.
 
+// grpcEndedError is a broken gRPC response that ended with a status: it is
+// logged and traced as the break it was, but the client's stream is not reset.
+type grpcEndedError struct{ err error }
+
+func (e *grpcEndedError) Error() string { return "ended with a gRPC status: " + e.err.Error() }
+func (e *grpcEndedError) Unwrap() error { return e.err }
+
 // grpcBrokenStatus reports the trailers that end the broken gRPC response of r
 // (response fields hdr, the request seen at start), or ok false if it is not one.
 func grpcBrokenStatus(r *http.Request, hdr http.Header, start time.Time, err error) (tr http.Header, ok bool) {

@@ -2,13 +2,16 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -83,7 +86,8 @@ func TestGRPCBrokenStreamEndsWithStatus(t *testing.T) {
 	ul, _ := net.Listen("tcp", "127.0.0.1:0")
 	go func() { _ = up.Serve(ul) }()
 	t.Cleanup(func() { up.Close() })
-	h := NewHandler(Options{HostDomains: []string{"test"}})
+	// Traced: a broken response is an error in its span, whether or not a gRPC status ends it.
+	h, rcv, tracer := tracedHandler(t, Options{HostDomains: []string{"test"}})
 	h.SetTable(&routes.Table{Routes: map[string]*routes.Route{"g": {Slug: "g", Endpoints: []routes.Endpoint{{Key: "ns/g", Scheme: "http", Host: ul.Addr().String(), H2C: true, Health: slugwayv1.HealthHealthy}}}}})
 	srv := &http.Server{Handler: h, Protocols: &p}
 	pl, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -91,7 +95,7 @@ func TestGRPCBrokenStreamEndsWithStatus(t *testing.T) {
 	t.Cleanup(func() { srv.Close() })
 	client := &http.Client{Transport: &http.Transport{Protocols: &p}}
 
-	for _, tc := range []struct {
+	for i, tc := range []struct {
 		name, contentType, timeout string
 		status, message            string // the trailers; "" for a reset
 	}{
@@ -99,12 +103,14 @@ func TestGRPCBrokenStreamEndsWithStatus(t *testing.T) {
 		{"no deadline", "application/grpc+proto", "", "14", "the instance's stream broke"},
 		{"not gRPC", "application/octet-stream", "", "", ""},
 	} {
+		traceID := fmt.Sprintf("4bf92f3577b34da6a3ce929d0e0e47%02d", i)
 		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequest("POST", "http://g.test/grpc.testing.TestService/StreamingOutputCall", strings.NewReader("\x00\x00\x00\x00\x00"))
 			req.URL.Host = pl.Addr().String()
 			req.Host = "g.test"
 			req.Header.Set("Content-Type", tc.contentType)
 			req.Header.Set("Te", "trailers")
+			req.Header.Set("Traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
 			if tc.timeout != "" {
 				req.Header.Set("Grpc-Timeout", tc.timeout)
 			}
@@ -117,6 +123,15 @@ func TestGRPCBrokenStreamEndsWithStatus(t *testing.T) {
 			if string(body) != "\x00\x00\x00\x00\x01x" {
 				t.Errorf("body %q, want the instance's one message", body)
 			}
+			defer func() {
+				sp := span(t, rcv, tracer, traceID)
+				if sp.Status.GetCode() != tracepb.Status_STATUS_CODE_ERROR {
+					t.Errorf("span status %v, want an error: the response broke", sp.Status)
+				}
+				if got, want := sp.Attr("slugway.aborted"), strconv.FormatBool(tc.status == ""); got != want {
+					t.Errorf("slugway.aborted %s, want %s", got, want)
+				}
+			}()
 			if tc.status == "" {
 				if err == nil {
 					t.Fatalf("the body ended cleanly (trailers %v), want the stream reset", resp.Trailer)

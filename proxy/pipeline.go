@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 
@@ -112,7 +113,9 @@ func (h *Handler) forward(req *request, rt *liveRoute, rw responder) (code int, 
 			code, abort = codeClientGone, true
 		case started:
 			h.log.V(1).Info("response body broke", "slug", rt.slug, "error", err.Error())
-			abort = true
+			req.trace.broke()
+			var ended *grpcEndedError
+			abort = !errors.As(err, &ended) // a gRPC status ended it: the client's stream stays whole
 		case kind == errBodyTooLarge:
 			code = writeError(rw, http.StatusRequestEntityTooLarge, "request body too large", rt.slug)
 		case kind == errBody:

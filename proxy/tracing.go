@@ -19,14 +19,15 @@ import (
 
 // reqTrace is one request's span and what it learned on the way.
 type reqTrace struct {
-	span        trace.Span
-	traceparent string // the span's context, as the instance gets it
-	tracestate  string
-	instance    string // the last backend tried (namespace/name)
-	attempts    int
-	ejected     []string // backends this request's failures ejected
+	span     trace.Span
+	instance string // the last backend tried (namespace/name)
+	attempts int
+	ejected  []string // backends this request's failures ejected
+	broken   bool     // the response broke after it began
 
-	// Held here so that the propagator's carriers cost no allocation of their own.
+	// The propagator's carriers, held here so that they cost no allocation of their
+	// own: in reads the client's fields, out is the span's context as the instance
+	// gets it.
 	in  fieldCarrier
 	out injected
 }
@@ -62,7 +63,6 @@ func (h *Handler) startTrace(req *request, res routed) {
 		)
 	}
 	t.Propagator.Inject(trace.ContextWithSpan(context.Background(), span), &rt.out)
-	rt.traceparent, rt.tracestate = rt.out.traceparent, rt.out.tracestate
 	rt.in = nil // the fields belong to the connection's buffer
 	req.trace = rt
 }
@@ -88,6 +88,14 @@ func (t *reqTrace) failure(b *backend, kind errKind, ejected bool) {
 	}
 }
 
+// broke notes that the response broke after it began (whether the client's
+// connection is then aborted or, for gRPC, the call ends with a status).
+func (t *reqTrace) broke() {
+	if t != nil {
+		t.broken = true
+	}
+}
+
 // endTrace ends req's span with the answer.
 func (h *Handler) endTrace(req *request, code int, abort bool) {
 	t := req.trace
@@ -109,7 +117,7 @@ func (h *Handler) endTrace(req *request, code int, abort bool) {
 		attrs = append(attrs, attribute.String("slugway.instance", t.instance))
 	}
 	t.span.SetAttributes(attrs...)
-	if code >= 500 || abort {
+	if code >= 500 || abort || t.broken {
 		t.span.SetStatus(codes.Error, "")
 	}
 	t.span.End(trace.WithTimestamp(req.end))
@@ -131,9 +139,9 @@ func isTraceField(name string) bool {
 
 // traceFields sends the span's context to the instance.
 func (t *reqTrace) traceFields(out headerSink) {
-	out.field("Traceparent", t.traceparent)
-	if t.tracestate != "" {
-		out.field("Tracestate", t.tracestate)
+	out.field("Traceparent", t.out.traceparent)
+	if t.out.tracestate != "" {
+		out.field("Tracestate", t.out.tracestate)
 	}
 }
 

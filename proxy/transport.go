@@ -113,7 +113,7 @@ func (hr *httpResponder) relayTransport(resp *http.Response, start time.Time) er
 			return err
 		}
 		hr.trailers(tr)
-		return nil
+		return &grpcEndedError{err}
 	}
 	hr.trailers(resp.Trailer)
 	return nil
