@@ -72,7 +72,7 @@ build: ## Build bin/slugway.
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(BIN)/slugway .
 
 .PHONY: run
-run: ## Run the whole product locally: control plane, controller, proxy and the skeleton-svc example.
+run: ## Run the whole product locally: control plane, controller, proxy and the skeleton-svc and grpc-svc examples.
 	hack/run.sh
 
 .PHONY: help

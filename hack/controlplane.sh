@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the local control plane (kube-apiserver, etcd, kubectl, kube-controller-manager),
-# the node's binaries (kubelet, kube-scheduler, kube-proxy; hack/node.sh runs them) and helm
-# from the Go module proxy into bin/, so tests run against the real thing.
+# the node's binaries (kubelet, kube-scheduler, kube-proxy; hack/node.sh runs them), helm
+# and grpcurl (make run's walkthrough and test/run use it) from the Go module proxy into
+# bin/, so tests run against the real thing.
 #
 # The kubernetes module replaces its staging modules (k8s.io/api, k8s.io/apiserver, ...)
 # with local paths, so `go install k8s.io/kubernetes/cmd/...@vX` does not work. Instead we
@@ -17,6 +18,7 @@ set -euo pipefail
 K8S_VERSION="${K8S_VERSION:-v1.37.2}"
 ETCD_VERSION="${ETCD_VERSION:-v3.7.0}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+GRPCURL_VERSION="${GRPCURL_VERSION:-v1.9.4}"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${CONTROLPLANE_DIR:-$root/bin/k8s-$K8S_VERSION}"
@@ -99,6 +101,13 @@ if [ ! -x "$out/helm" ]; then
   done
   GOBIN="$out" CGO_ENABLED=0 go install -trimpath -ldflags "$hflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   log "built helm in $(( $(date +%s) - start ))s"
+fi
+
+if [ ! -x "$out/grpcurl" ]; then
+  log "building grpcurl $GRPCURL_VERSION"
+  start=$(date +%s)
+  GOBIN="$out" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w -X main.version=$GRPCURL_VERSION" "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
+  log "built grpcurl in $(( $(date +%s) - start ))s"
 fi
 
 echo "$out"

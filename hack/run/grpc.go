@@ -43,13 +43,13 @@ func waitForGRPC(ctx context.Context, proxyAddr string, timeout time.Duration) e
 	return fmt.Errorf("grpc-svc's health service did not answer through the proxy (authority %s) within %s (last: %v)", grpcAuthority, timeout, last)
 }
 
-// grpcWalkthrough is the walkthrough's gRPC part: grpcurl (its module builds
-// with go install) dialling the proxy, with grpc-svc's host name as authority.
+// grpcWalkthrough is the walkthrough's gRPC part: grpcurl (hack/controlplane.sh
+// builds it beside kubectl) dialling the proxy, with grpc-svc's host name as authority.
 func grpcWalkthrough(proxyAddr string) string {
 	g := "grpcurl -plaintext -authority " + grpcAuthority + " " + proxyAddr
 	return `
-  # gRPC, by host name: examples/grpc-svc is a stock grpc-go server (install grpcurl with
-  # go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest)
+  # gRPC, by host name: examples/grpc-svc is a stock grpc-go server (grpcurl is on the
+  # PATH above, built by hack/controlplane.sh)
   ` + g + ` grpc.health.v1.Health/Check
   ` + g + ` list
   grpcurl -plaintext -authority ` + grpcAuthority + ` -d '{"response_size": 5}' ` + proxyAddr + ` grpc.testing.TestService/UnaryCall

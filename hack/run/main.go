@@ -42,6 +42,12 @@ func run() error {
 	cluster := flag.String("cluster", envOr("CLUSTER", "embedded"), "embedded (a local control plane) or existing (the cluster KUBECONFIG points at)")
 	proxyAddr := flag.String("proxy-addr", envOr("PROXY_ADDR", "127.0.0.1:8080"), "where the proxy listens")
 	dataDir := flag.String("data-dir", envOr("DATA_DIR", filepath.Join(root, ".run")), "where the control plane keeps its data and the processes their logs")
+	// The other addresses, so that a second run (test/run's) can live beside a user's.
+	adminAddr := flag.String("admin-addr", envOr("ADMIN_ADDR", "127.0.0.1:9080"), "the proxy's admin address (/metrics, /readyz, the dashboard)")
+	metricsAddr := flag.String("controller-metrics-addr", envOr("CONTROLLER_METRICS_ADDR", "127.0.0.1:8081"), "the controller's /metrics")
+	healthAddr := flag.String("controller-health-addr", envOr("CONTROLLER_HEALTH_ADDR", "127.0.0.1:8082"), "the controller's /healthz and /readyz")
+	skeletonAddr := flag.String("skeleton-addr", envOr("SKELETON_ADDR", "127.0.0.1:9311"), "where skeleton-svc listens (and registers)")
+	grpcAddr := flag.String("grpc-svc-addr", envOr("GRPC_SVC_ADDR", "127.0.0.1:9312"), "where grpc-svc listens (and registers)")
 	flag.Parse()
 	bin := filepath.Join(root, "bin")
 	logs := filepath.Join(*dataDir, "logs")
@@ -106,7 +112,7 @@ func run() error {
 	kenv := []string{"KUBECONFIG=" + kubeconfig}
 	controllerArgs = append(controllerArgs,
 		"--leader-election-namespace", "default", "--allow-loopback",
-		"--metrics-bind-address", "127.0.0.1:8081", "--health-probe-bind-address", "127.0.0.1:8082")
+		"--metrics-bind-address", *metricsAddr, "--health-probe-bind-address", *healthAddr)
 	var procs []*proc.Proc
 	defer func() {
 		for i := len(procs) - 1; i >= 0; i-- {
@@ -132,7 +138,7 @@ func run() error {
 	if err := start("controller", nil, filepath.Join(bin, "slugway"), append([]string{"controller"}, controllerArgs...)...); err != nil {
 		return err
 	}
-	if err := start("proxy", nil, filepath.Join(bin, "slugway"), "proxy", "--listen", *proxyAddr, "--admin-listen", "127.0.0.1:9080", "--allow-loopback", "--host-domains", "localhost", "--dashboard"); err != nil {
+	if err := start("proxy", nil, filepath.Join(bin, "slugway"), "proxy", "--listen", *proxyAddr, "--admin-listen", *adminAddr, "--allow-loopback", "--host-domains", "localhost", "--dashboard"); err != nil {
 		return err
 	}
 	if handOver != nil {
@@ -140,10 +146,10 @@ func run() error {
 			return fmt.Errorf("handing the example slugs to their identities: %w", err)
 		}
 	}
-	if err := start("skeleton-svc", serviceEnv(identities, "skeleton-svc", "127.0.0.1:9311"), filepath.Join(bin, "skeleton-svc")); err != nil {
+	if err := start("skeleton-svc", serviceEnv(identities, "skeleton-svc", *skeletonAddr), filepath.Join(bin, "skeleton-svc")); err != nil {
 		return err
 	}
-	if err := start("grpc-svc", serviceEnv(identities, "grpc-svc", "127.0.0.1:9312"), filepath.Join(bin, "grpc-svc")); err != nil {
+	if err := start("grpc-svc", serviceEnv(identities, "grpc-svc", *grpcAddr), filepath.Join(bin, "grpc-svc")); err != nil {
 		return err
 	}
 
@@ -171,10 +177,10 @@ In another terminal:
   kubectl get instances -A
   kubectl get slugway
 %s%s
-Proxy: http://%s   (admin: http://127.0.0.1:9080/metrics)
+Proxy: http://%s   (admin: http://%s/metrics)
 Logs:  %s
 Press Ctrl-C to stop everything.
-`, url, strings.TrimSpace(body), kubeconfig, kubectlDir, testenv.K8sVersion, *proxyAddr, proxyPort(*proxyAddr), grpcWalkthrough(*proxyAddr), ownershipWalkthrough(identities), *proxyAddr, logs)
+`, url, strings.TrimSpace(body), kubeconfig, kubectlDir, testenv.K8sVersion, *proxyAddr, proxyPort(*proxyAddr), grpcWalkthrough(*proxyAddr), ownershipWalkthrough(identities), *proxyAddr, *adminAddr, logs)
 
 	// Run until Ctrl-C, or until a child dies.
 	for {
