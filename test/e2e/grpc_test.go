@@ -42,7 +42,7 @@ func TestGRPCExampleByHost(t *testing.T) {
 	kubeconfig := serviceAccountKubeconfig(t, "grpc-svc")
 	serviceAccountKubeconfig(t, "impostor")
 	addr := harness.FreeAddr()
-	releaseAtCleanup(t, "grpc-svc") // once grpc-svc is stopped, so that it cannot register again
+	c.ReleaseAtCleanup(t, "grpc-svc") // once grpc-svc is stopped, so that it cannot register again
 	p, err := proc.Start("grpc-svc", filepath.Join(c.Dir, "logs"), []string{
 		"KUBECONFIG=" + kubeconfig, "SELF_URL=http://" + addr, "LISTEN_ADDR=" + addr, "POD_NAMESPACE=default",
 	}, nil, bin)

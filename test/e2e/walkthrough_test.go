@@ -116,18 +116,6 @@ func assertDenied(t *testing.T, what, out string, err error) {
 	t.Logf("mallory's %s: %s", what, strings.TrimSpace(out))
 }
 
-// releaseAtCleanup deletes the slug when the test ends and waits until it is gone,
-// which its finalizer allows only once its instances are: tests that list every
-// instance (TestControllerRestart) see none of another test's.
-func releaseAtCleanup(t *testing.T, slug string) {
-	t.Helper()
-	t.Cleanup(func() {
-		if out, err := c.KubectlAs("root", "delete", "slug", slug, "--ignore-not-found", "--wait=true", "--timeout=60s"); err != nil {
-			t.Errorf("releasing slug %s: %v\n%s", slug, err, out)
-		}
-	})
-}
-
 func skeletonInstance(t *testing.T) string {
 	t.Helper()
 	row := harness.FindRow(c.KubectlTable(t, "admin", "instances", "-n", "default"), "OWNER SLUG", "skeleton-svc")
@@ -150,7 +138,7 @@ func TestDeclarativeRegistration(t *testing.T) {
 	// The instance outlives neither its backend nor the test: TestControllerRestart
 	// compares every instance's status across a restart, and with this backend gone it
 	// would turn Unreachable in between (with -shuffle=1796171219792241618 it did).
-	releaseAtCleanup(t, "declared")
+	c.ReleaseAtCleanup(t, "declared")
 	manifest := fmt.Sprintf(`apiVersion: slugway.io/v1alpha1
 kind: ServiceAccount
 metadata:
@@ -262,7 +250,7 @@ spec:
 	if out, err := c.KubectlIn("root", manifest, "apply", "-f", "-"); err != nil {
 		t.Fatalf("kubectl apply: %v\n%s", err, out)
 	}
-	releaseAtCleanup(t, "twins")
+	c.ReleaseAtCleanup(t, "twins")
 	harness.Eventually(t, 20*time.Second, func() error {
 		rows := c.KubectlTable(t, "admin", "instances", "-n", "default")
 		healthy := 0

@@ -44,7 +44,7 @@ func TestControllerKilledMidWork(t *testing.T) {
 	if out, err := c.KubectlIn("root", manifest, "apply", "-f", "-"); err != nil {
 		t.Fatalf("kubectl apply: %v\n%s", err, out)
 	}
-	releaseAtCleanup(t, "midwork")
+	c.ReleaseAtCleanup(t, "midwork")
 	countHealthy := func() (healthy int) {
 		for _, r := range c.KubectlTable(t, "admin", "instances", "-n", "default") {
 			if r["OWNER SLUG"] == "midwork" && r["STATUS"] == "Healthy" {

@@ -47,20 +47,7 @@ spec:
 		}
 		return nil
 	})
-	releaseAtCleanup(t, slug)
-}
-
-// releaseAtCleanup deletes the slug when the test ends and waits until it is gone,
-// which its finalizer allows only once its instances are. Otherwise its instances
-// outlive their backends: the controller keeps probing them, and a later test's
-// backend that the kernel gives the same port is refused as a URL another slug holds.
-func releaseAtCleanup(t *testing.T, slug string) {
-	t.Helper()
-	t.Cleanup(func() {
-		if out, err := c.KubectlAs("root", "delete", "slug", slug, "--ignore-not-found", "--wait=true", "--timeout=60s"); err != nil {
-			t.Errorf("releasing slug %s: %v\n%s", slug, err, out)
-		}
-	})
+	c.ReleaseAtCleanup(t, slug)
 }
 
 func indent(s string) string {

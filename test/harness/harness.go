@@ -284,6 +284,20 @@ func (c *Cluster) KubectlIn(user, stdin string, args ...string) (string, error) 
 	return string(out), err
 }
 
+// ReleaseAtCleanup deletes slug when the test ends and waits until it is gone, which
+// its finalizer allows only once its instances are. Otherwise its instances outlive
+// their backends: the controller keeps probing them, a later test's backend that the
+// kernel gives the same port is refused as a URL another slug holds, and tests that
+// list every instance (TestControllerRestart) see another test's.
+func (c *Cluster) ReleaseAtCleanup(t testing.TB, slug string) {
+	t.Helper()
+	t.Cleanup(func() {
+		if out, err := c.KubectlAs("root", "delete", "slug", slug, "--ignore-not-found", "--wait=true", "--timeout=60s"); err != nil {
+			t.Errorf("releasing slug %s: %v\n%s", slug, err, out)
+		}
+	})
+}
+
 // FreeAddr returns a free 127.0.0.1:port.
 func FreeAddr() string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
