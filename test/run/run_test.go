@@ -100,11 +100,12 @@ func TestMakeRun(t *testing.T) {
 	for _, c := range cmds {
 		run := exec.Command("bash", "-c", "set -o pipefail\n"+strings.Join(exports, "\n")+"\n"+c)
 		run.Dir = t.TempDir() // the commands must not depend on being run in the clone
-		b, err := run.CombinedOutput()
-		got := string(b)
-		kind := check(t, c, got, err, proxyAddr)
+		var stdout, stderr strings.Builder // curl's progress meter goes to stderr
+		run.Stdout, run.Stderr = &stdout, &stderr
+		err := run.Run()
+		kind := check(t, c, stdout.String(), stderr.String(), err, proxyAddr)
 		checks[kind]++
-		t.Logf("$ %s\n%s", c, got)
+		t.Logf("$ %s\n%s", c, stdout.String())
 	}
 	// The walkthrough must go on showing each of these.
 	for kind, want := range map[string]int{"curl": 2, "grpcurl health": 1, "grpcurl list": 1, "grpcurl unary": 1,
@@ -170,14 +171,15 @@ func walkthrough(t *testing.T, printed string) (exports, cmds []string) {
 	return exports, cmds
 }
 
-// check checks one walkthrough command's output, and says which kind it was.
-func check(t *testing.T, c, out string, err error, proxyAddr string) string {
+// check checks one walkthrough command's output (out, and errOut on stderr), and
+// says which kind of command it was.
+func check(t *testing.T, c, out, errOut string, err error, proxyAddr string) string {
 	t.Helper()
 	fail := func(format string, args ...any) {
-		t.Errorf("$ %s\n%s\n%s", c, out, fmt.Sprintf(format, args...))
+		t.Errorf("$ %s\n%s%s\n%s", c, out, errOut, fmt.Sprintf(format, args...))
 	}
 	if strings.Contains(c, "--as=") {
-		if err == nil || !strings.Contains(out, "denied the request") || !strings.Contains(out, "does not own") {
+		if err == nil || !strings.Contains(errOut, "denied the request") || !strings.Contains(errOut, "does not own") {
 			fail("(%v): want the ownership webhook to refuse the impostor", err)
 		}
 		return "impostor"
