@@ -99,7 +99,7 @@ func TestMakeRun(t *testing.T) {
 	checks := map[string]int{}
 	for _, c := range cmds {
 		run := exec.Command("bash", "-c", "set -o pipefail\n"+strings.Join(exports, "\n")+"\n"+c)
-		run.Dir = t.TempDir() // the commands must not depend on being run in the clone
+		run.Dir = t.TempDir()              // the commands must not depend on being run in the clone
 		var stdout, stderr strings.Builder // curl's progress meter goes to stderr
 		run.Stdout, run.Stderr = &stdout, &stderr
 		err := run.Run()
