@@ -154,9 +154,13 @@ func TestURLHoldGracePodIPReuse(t *testing.T) {
 			t.Errorf("URLReleased message %q does not say %q", released.Message, w)
 		}
 	}
-	if r := eventReasons(t, gotA); !slices.Contains(r, slugwayv1.ReasonURLReleased) {
-		t.Errorf("no URLReleased event on A, only %v", r)
-	}
+	// The recorder writes events in the background: the status can come first.
+	testenv.Eventually(t, 10*time.Second, func(context.Context) error {
+		if r := eventReasons(t, gotA); !slices.Contains(r, slugwayv1.ReasonURLReleased) {
+			return fmt.Errorf("no URLReleased event on A, only %v", r)
+		}
+		return nil
+	})
 
 	// A's health path answers again (A came back, or B's pod answers it): A is Healthy
 	// but stays released, and B keeps the URL.
