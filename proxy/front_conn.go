@@ -58,7 +58,10 @@ func (fc *frontConn) serve() {
 			fc.handoff("header count") // net/http's side answers 431
 			return
 		}
-		if !fc.serveOne() || fc.pr.close || fc.f.closing.Load() || fc.f.draining.Load() {
+		// Not draining here: a response whose head went out before the drain began said
+		// keep-alive, and the client may already be sending its next request on this
+		// connection. That one is answered with Connection: close (front_responder.go).
+		if !fc.serveOne() || fc.pr.close || fc.f.closing.Load() {
 			return
 		}
 	}
