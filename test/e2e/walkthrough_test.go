@@ -195,10 +195,23 @@ func TestBackendKilledAndRestarted(t *testing.T) {
 		}
 		return nil
 	})
-	code, body, err := harness.Get(c.ProxyURL + "/skeleton-svc/hello")
-	if err != nil || code != http.StatusServiceUnavailable {
-		t.Fatalf("proxy answered %d %q %v for an Unreachable slug, want 503", code, body, err)
-	}
+	// The proxy learns the status from its own watch, a moment after kubectl shows it.
+	// Until then it still routes to the dead instance, and that may only fail: 502.
+	var code int
+	var body string
+	harness.Eventually(t, 10*time.Second, func() error {
+		var err error
+		code, body, err = harness.Get(c.ProxyURL + "/skeleton-svc/hello")
+		switch {
+		case err != nil:
+			return err
+		case code == http.StatusBadGateway:
+			return fmt.Errorf("proxy answered %d %q: its watch has not seen Unreachable yet", code, body)
+		case code != http.StatusServiceUnavailable:
+			t.Fatalf("proxy answered %d %q for an Unreachable slug, want 503", code, body)
+		}
+		return nil
+	})
 	if !strings.Contains(body, "skeleton-svc") || strings.Contains(body, strings.TrimPrefix(c.SkelURL, "http://")) {
 		t.Errorf("503 body should name the slug and not leak the address: %q", body)
 	}
