@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,13 @@ import (
 // behindFront puts h behind the fast front end and its net/http fallback, as
 // Proxy.Run does, and returns the base URL.
 func behindFront(t testing.TB, h *Handler) string {
+	_, url := startFront(t, h)
+	return url
+}
+
+// startFront is behindFront that also returns the front end, for tests that
+// drive its state (draining) directly.
+func startFront(t testing.TB, h *Handler) (*front, string) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +42,7 @@ func behindFront(t testing.TB, h *Handler) string {
 		_ = fe.shutdown(done)
 		srv.Close()
 	})
-	return "http://" + ln.Addr().String()
+	return fe, "http://" + ln.Addr().String()
 }
 
 // handoffs sums the connections the front end handed to net/http, by reason.
@@ -530,31 +538,21 @@ func TestFrontAnswersHeadWithoutBody(t *testing.T) {
 func TestDrainAfterKeepAliveResponseAnswersTheNextRequest(t *testing.T) {
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }))
 	defer be.Close()
-	var fe *front
+	var fe atomic.Pointer[front]
 	var once sync.Once
 	// The access log runs after the response's last byte went to the client and
 	// before the front end reads the next request: begin the drain there.
 	logger := funcr.New(func(_, args string) {
 		if strings.Contains(args, `"access"`) {
-			once.Do(func() { fe.draining.Store(true) })
+			once.Do(func() { fe.Load().draining.Store(true) })
 		}
 	}, funcr.Options{})
 	h := NewHandler(Options{AccessLog: true, Logger: logger})
 	h.SetTable(table("s", be.URL))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fe = newFront(h, newChanListener(ln.Addr()))
-	go func() { _ = fe.serve(ln) }()
-	t.Cleanup(func() {
-		ln.Close()
-		done := make(chan struct{})
-		close(done)
-		_ = fe.shutdown(done)
-	})
+	f, base := startFront(t, h)
+	fe.Store(f)
 
-	c, err := net.Dial("tcp", ln.Addr().String())
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
