@@ -19,12 +19,12 @@ import (
 // behindFront puts h behind the fast front end and its net/http fallback, as
 // Proxy.Run does, and returns the base URL.
 func behindFront(t testing.TB, h *Handler) string {
-	_, url := startFront(t, h)
-	return url
+	_, addr := startFront(t, h)
+	return "http://" + addr
 }
 
-// startFront is behindFront that also returns the front end, for tests that
-// drive its state (draining) directly.
+// startFront is behindFront that returns the front end and its listening address,
+// for tests that drive the front end's state (draining) or speak raw bytes to it.
 func startFront(t testing.TB, h *Handler) (*front, string) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -42,7 +42,7 @@ func startFront(t testing.TB, h *Handler) (*front, string) {
 		_ = fe.shutdown(done)
 		srv.Close()
 	})
-	return fe, "http://" + ln.Addr().String()
+	return fe, ln.Addr().String()
 }
 
 // handoffs sums the connections the front end handed to net/http, by reason.
@@ -549,10 +549,10 @@ func TestDrainAfterKeepAliveResponseAnswersTheNextRequest(t *testing.T) {
 	}, funcr.Options{})
 	h := NewHandler(Options{AccessLog: true, Logger: logger})
 	h.SetTable(table("s", be.URL))
-	f, base := startFront(t, h)
+	f, addr := startFront(t, h)
 	fe.Store(f)
 
-	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -204,7 +204,7 @@ func TestBackendKilledAndRestarted(t *testing.T) {
 		code, body, err = harness.Get(c.ProxyURL + "/skeleton-svc/hello")
 		switch {
 		case err != nil:
-			return err
+			t.Fatalf("proxy answered %d %q %v for an Unreachable slug, want 503", code, body, err)
 		case code == http.StatusBadGateway:
 			return fmt.Errorf("proxy answered %d %q: its watch has not seen Unreachable yet", code, body)
 		case code != http.StatusServiceUnavailable:
