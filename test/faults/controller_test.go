@@ -227,6 +227,7 @@ func TestAPIServerDown30s(t *testing.T) {
 	if err := c.Env.RestartAPIServer(); err != nil {
 		t.Fatal(err)
 	}
+	back := time.Now()
 	t.Logf("apiserver back after %s; controller restarts so far: %d", time.Since(down).Round(time.Second), sup.Restarts())
 
 	// Nothing lost; the heartbeat instance (last beat 30s+ ago, TTL 20s) is not expired
@@ -252,9 +253,21 @@ func TestAPIServerDown30s(t *testing.T) {
 		}
 		return nil
 	})
-	code, _, _ := harness.Get(c.ProxyURL + "/flaky/x")
-	if code != http.StatusServiceUnavailable {
-		t.Errorf("proxy answered %d for a slug whose only instance is Unreachable, want 503", code)
+	// The proxy's watch resumed too (within proxyResync): it learns the new status and
+	// answers 503 itself (the instance's own 503 has an empty body), and it routes a slug
+	// registered after the outage, which needs both its informers.
+	unreachable := time.Now()
+	waitRouted(t, "flaky", 0)
+	t.Logf("the proxy routes around the flaky instance %s after the apiserver came back, %s after kubectl showed it Unreachable",
+		time.Since(back).Round(time.Second), time.Since(unreachable).Round(time.Second))
+	code, body, _ := harness.Get(c.ProxyURL + "/flaky/x")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, `"slug":"flaky"`) {
+		t.Errorf("proxy answered %d %q for a slug whose only instance is Unreachable, want its own 503", code, body)
+	}
+	register(t, "after-outage", fastHC, okServer(t, "after-outage-ok").URL)
+	waitHealthy(t, "after-outage", 1, 60*time.Second)
+	if code, body, err := harness.Get(c.ProxyURL + "/after-outage/x"); err != nil || code != http.StatusOK || body != "after-outage-ok" {
+		t.Errorf("a slug registered after the outage: %d %q %v", code, body, err)
 	}
 	var list slugwayv1.InstanceList
 	_ = c.Env.Client.List(context.Background(), &list)

@@ -60,6 +60,13 @@ func indent(s string) string {
 
 const fastHC = "interval: 1s\ntimeout: 500ms"
 
+// proxyResync bounds how long the proxy's watch may lag the apiserver. After the
+// apiserver was down for a while (TestAPIServerDown30s), client-go's reflectors retry
+// at a backoff that ends in a [30 s, 60 s) interval, so the proxy may list again only
+// up to a minute after the apiserver is back; each informer (Instances,
+// ServiceAccounts) backs off on its own.
+const proxyResync = 90 * time.Second
+
 // waitHealthy waits until n instances of slug are Healthy, and the proxy routes to them.
 func waitHealthy(t *testing.T, slug string, n int, timeout time.Duration) {
 	t.Helper()
@@ -75,10 +82,14 @@ func waitHealthy(t *testing.T, slug string, n int, timeout time.Duration) {
 		}
 		return nil
 	})
-	// And the proxy routes them: its watch may lag the apiserver, for instance
-	// while it reconnects after a previous test restarted the apiserver.
-	want := fmt.Sprintf("slugway_proxy_routable_endpoints{slug=%q} %d", slug, n)
-	harness.Eventually(t, timeout, func() error {
+	waitRouted(t, slug, n)
+}
+
+// waitRouted waits until the proxy's route table sends slug's traffic to n instances.
+func waitRouted(t *testing.T, slug string, n int) {
+	t.Helper()
+	want := fmt.Sprintf("slugway_proxy_routable_endpoints{slug=%q} %d\n", slug, n)
+	harness.Eventually(t, proxyResync, func() error {
 		_, body, err := harness.Get(c.AdminURL + "/metrics")
 		if err != nil {
 			return err
