@@ -103,7 +103,7 @@ func TestRetryBudget(t *testing.T) {
 // testOutHeader is the Transport path's upstream header for r, as a request
 // that does not upgrade.
 func (h *Handler) testOutHeader(r *http.Request) http.Header {
-	req := h.newRequest(nil, r)
+	req := h.newRequest(nil, r, new(handlerDeadline))
 	req.upgrade = ""
 	out, err := h.outHeader(req)
 	if err != nil {
@@ -114,7 +114,7 @@ func (h *Handler) testOutHeader(r *http.Request) http.Header {
 
 // testWriteOutHeader writes the upstream client's header fields for r.
 func (h *Handler) testWriteOutHeader(bw *bufio.Writer, r *http.Request) error {
-	req := h.newRequest(nil, r)
+	req := h.newRequest(nil, r, new(handlerDeadline))
 	req.upgrade = ""
 	return h.rewriteRequestHeader(req, (*wireHeader)(bw))
 }
@@ -216,7 +216,7 @@ func BenchmarkHeaderHandlingFastPath(b *testing.B) {
 	h, r, resp := headerBenchFixture()
 	dst := make(http.Header, 8)
 	bw := bufio.NewWriterSize(io.Discard, 4096)
-	req := h.newRequest(nil, r)
+	req := h.newRequest(nil, r, new(handlerDeadline))
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := h.rewriteRequestHeader(req, (*wireHeader)(bw)); err != nil {

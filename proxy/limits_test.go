@@ -155,3 +155,40 @@ func TestBodyIdleTimeout(t *testing.T) {
 		}
 	})
 }
+
+// A streamed body's read deadline is set through a handlerDeadline: the
+// upstream Transport's body writer reads the client's body in a goroutine of
+// its own and may do so after ServeHTTP returned, when net/http's HTTP/2
+// ResponseWriter panics on SetReadDeadline (a panic outside the handler, so the
+// whole proxy goes down; seen in CI). Once ended, set refuses instead.
+func TestHandlerDeadlineAfterTheHandlerReturned(t *testing.T) {
+	got := make(chan *handlerDeadline, 1)
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Protocols: &p, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		dl := &handlerDeadline{rc: http.NewResponseController(w)}
+		defer dl.end()
+		if err := dl.set(time.Now().Add(time.Minute)); err != nil {
+			t.Errorf("set while the handler runs: %v", err)
+		}
+		got <- dl
+	})}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { srv.Close() })
+	client := &http.Client{Transport: &http.Transport{Protocols: &p}}
+	resp, err := client.Post("http://"+l.Addr().String()+"/", "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("the test needs HTTP/2, got %s", resp.Proto)
+	}
+	dl := <-got
+	time.Sleep(50 * time.Millisecond) // the server's side of the handler's end
+	if err := dl.set(time.Now().Add(time.Minute)); err == nil {
+		t.Error("set after the handler returned: no error")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/slugway/slugway/proxy/framing"
@@ -19,7 +20,9 @@ import (
 
 // ServeHTTP runs the pipeline for one request net/http parsed.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	req := h.newRequest(w, r)
+	var dl handlerDeadline
+	defer dl.end()
+	req := h.newRequest(w, r, &dl)
 	hr := &httpResponder{w: w, r: r}
 	if len(req.fields) > h.opts.MaxHeaderCount {
 		h.pipeline(req, routed{sm: h.unknown, code: http.StatusRequestHeaderFieldsTooLarge,
@@ -37,8 +40,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // newRequest is the pipeline's view of r. Header fields are listed from the
-// map (on the stack for up to 24 field lines).
-func (h *Handler) newRequest(w http.ResponseWriter, r *http.Request) *request {
+// map (on the stack for up to 24 field lines). A streamed body's read deadline
+// goes through dl, which ServeHTTP ends when it returns.
+func (h *Handler) newRequest(w http.ResponseWriter, r *http.Request, dl *handlerDeadline) *request {
 	req := &request{
 		method:        r.Method,
 		rawTarget:     r.RequestURI,
@@ -74,7 +78,8 @@ func (h *Handler) newRequest(w http.ResponseWriter, r *http.Request) *request {
 		}
 		if r.ContentLength < 0 || r.ContentLength > maxFastBody {
 			// A streamed body: every read must come within BodyIdleTimeout.
-			rc = idleBody{&limits.IdleReader{R: rc, Idle: h.opts.BodyIdleTimeout, SetDeadline: http.NewResponseController(w).SetReadDeadline}, rc}
+			dl.rc = http.NewResponseController(w)
+			rc = idleBody{&limits.IdleReader{R: rc, Idle: h.opts.BodyIdleTimeout, SetDeadline: dl.set}, rc}
 		}
 		req.stream = &trackedBody{rc: rc}
 	}
@@ -192,3 +197,31 @@ type idleBody struct {
 }
 
 func (b idleBody) Close() error { return b.c.Close() }
+
+// handlerDeadline is the handler's SetReadDeadline for as long as ServeHTTP
+// runs. The upstream client may still read the body after that, in a goroutine
+// of its own (the HTTP/2 Transport's body writer, until the stream's reset
+// reaches it), and net/http's HTTP/2 ResponseWriter panics when its deadline is
+// set after the handler returned; the HTTP/1.1 one would move the deadline of
+// the connection's next request.
+type handlerDeadline struct {
+	mu    sync.Mutex
+	rc    *http.ResponseController
+	ended bool
+}
+
+func (d *handlerDeadline) set(t time.Time) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ended {
+		return http.ErrBodyReadAfterClose
+	}
+	return d.rc.SetReadDeadline(t)
+}
+
+// end is called when ServeHTTP returns: no deadline is set after it.
+func (d *handlerDeadline) end() {
+	d.mu.Lock()
+	d.ended = true
+	d.mu.Unlock()
+}

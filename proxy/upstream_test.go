@@ -450,7 +450,7 @@ func TestPooledOnlyForPlainTargets(t *testing.T) {
 		r := httptest.NewRequest("GET", "/s/x", nil)
 		r.RequestURI = target
 		r.Header = hdr
-		pr := h.newRequest(nil, r)
+		pr := h.newRequest(nil, r, new(handlerDeadline))
 		if res := h.lookup(pr); res.code != 0 && res.code != http.StatusServiceUnavailable {
 			t.Fatalf("%s: %d %s", target, res.code, res.msg)
 		}
@@ -460,7 +460,7 @@ func TestPooledOnlyForPlainTargets(t *testing.T) {
 		t.Fatal("a plain request must take the upstream client")
 	}
 	for _, target := range []string{"/s/a b", "/s/x?a=\tb", "/s/x?a=\x7f", "/s/x?a b"} {
-		pr := h.newRequest(nil, httptest.NewRequest("GET", "/s/x", nil))
+		pr := h.newRequest(nil, httptest.NewRequest("GET", "/s/x", nil), new(handlerDeadline))
 		pr.target, _ = parseTarget("/s/x")
 		p, q, _ := strings.Cut(strings.TrimPrefix(target, "/s/x"), "?")
 		if strings.HasPrefix(target, "/s/a") {
