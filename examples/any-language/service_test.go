@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	slugwayv1 "github.com/slugway/slugway/api/v1alpha1"
+	"github.com/slugway/slugway/internal/freeport"
 	"github.com/slugway/slugway/internal/testenv"
 )
 
@@ -97,12 +98,11 @@ func creds(t *testing.T, user string) []string {
 
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	_, port, _ := net.SplitHostPort(addr)
 	return port
 }
 

@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/slugway/slugway/internal/freeport"
 	"github.com/slugway/slugway/internal/proc"
 	"github.com/slugway/slugway/internal/testenv"
 )
@@ -298,14 +299,14 @@ func (c *Cluster) ReleaseAtCleanup(t testing.TB, slug string) {
 	})
 }
 
-// FreeAddr returns a free 127.0.0.1:port.
+// FreeAddr returns a free 127.0.0.1:port for a process the test starts
+// (internal/freeport: below the ephemeral range, reserved against the other tests).
 func FreeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		panic(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 var httpClient = &http.Client{Timeout: 5 * time.Second}
