@@ -20,10 +20,9 @@ import (
 
 // ServeHTTP runs the pipeline for one request net/http parsed.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var dl handlerDeadline
-	defer dl.end()
-	req := h.newRequest(w, r, &dl)
 	hr := &httpResponder{w: w, r: r}
+	defer hr.dl.end()
+	req := h.newRequest(w, r, &hr.dl)
 	if len(req.fields) > h.opts.MaxHeaderCount {
 		h.pipeline(req, routed{sm: h.unknown, code: http.StatusRequestHeaderFieldsTooLarge,
 			msg: "too many header fields: the limit is " + strconv.Itoa(h.opts.MaxHeaderCount)}, hr)
@@ -90,11 +89,12 @@ func (h *Handler) newRequest(w http.ResponseWriter, r *http.Request, dl *handler
 type httpResponder struct {
 	w      http.ResponseWriter
 	r      *http.Request
-	status int           // the instance's status, written with the first body bytes
-	sent   bool          // WriteHeader was called
-	stream bool          // flush after every piece (unknown length, server-sent events)
-	stop   func() bool   // stops watching the request's context
-	out    *http.Request // the Transport's request, built once per request
+	status int             // the instance's status, written with the first body bytes
+	sent   bool            // WriteHeader was called
+	stream bool            // flush after every piece (unknown length, server-sent events)
+	stop   func() bool     // stops watching the request's context
+	out    *http.Request   // the Transport's request, built once per request
+	dl     handlerDeadline // a streamed body's read deadline (here: no allocation of its own)
 }
 
 func (hr *httpResponder) raw() bool { return false }
