@@ -314,8 +314,14 @@ func TestWriteBudget(t *testing.T) {
 		}
 	}
 
-	// Refresh every 2s over a 5s window: about 2.5 writes per instance, against about 5 probes.
-	c := measure(2*time.Second, 5*time.Second, 0)
+	// Refresh every 2s over a 7s window: about 3.5 writes per instance, against about 7
+	// probes. Probes answered before the window's last second, a refresh interval plus
+	// the stored second (3s) apart, are what calls for a refresh: in a 5s window those
+	// were ~1s-spaced probes spanning ~3s, so whether two were 3s apart went with the
+	// probes' jitter, and the 10 instances, started together, share one phase (a
+	// fresh-clone run of fc3da58 got due 0 from 50 probes and 17 refresh writes). 7s
+	// gives a ~5s span: always two.
+	c := measure(2*time.Second, 7*time.Second, 0)
 	check("refresh 2s", c)
 	if c.due == 0 {
 		t.Errorf("refresh 2s: the %d probes in 5s called for no refresh: the premise (probes more often than refreshes) does not hold", c.probes)
